@@ -1,0 +1,205 @@
+package engine
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os/exec"
+	"time"
+)
+
+// Host is what the engine needs from one machine (or one network namespace of
+// it). Every method acts inside that namespace only. Implementations:
+// drivers/linux (the real kernel through netlink) and drivers/fake (an
+// in-memory transcript for unit tests).
+//
+// Mutating methods are undoable through Tracked, which records the inverse of
+// every change so a role can remove what it added when it stops.
+type Host interface {
+	// Name names the host: the network namespace, or "" for the current one.
+	Name() string
+
+	// Links lists the host's network interfaces.
+	Links() ([]Link, error)
+	// LinkByName returns one interface.
+	LinkByName(name string) (Link, error)
+	// SetLinkUp brings an interface up or down.
+	SetLinkUp(name string, up bool) error
+	// WatchLinks reports link state changes until ctx ends.
+	WatchLinks(ctx context.Context) (<-chan Link, error)
+
+	// Addresses lists the addresses on iface ("" for all interfaces).
+	Addresses(iface string) ([]Address, error)
+	// AddAddress adds (or replaces) an address on iface.
+	AddAddress(iface string, a Address) error
+	// DelAddress removes an address from iface.
+	DelAddress(iface string, a Address) error
+
+	// Routes lists the main table's routes.
+	Routes() ([]Route, error)
+	// AddRoute adds (or replaces) a route.
+	AddRoute(r Route) error
+	// DelRoute removes a route.
+	DelRoute(r Route) error
+
+	// Neighbors lists neighbour (ARP/NDP) entries on iface ("" for all).
+	Neighbors(iface string) ([]Neighbor, error)
+	// SetNeighbor adds or replaces a neighbour entry.
+	SetNeighbor(n Neighbor) error
+	// DelNeighbor removes a neighbour entry.
+	DelNeighbor(n Neighbor) error
+
+	// Sysctl reads a sysctl of the namespace, e.g. "net/ipv4/ip_forward".
+	Sysctl(key string) (string, error)
+	// SetSysctl writes a sysctl of the namespace.
+	SetSysctl(key, value string) error
+
+	// ListenUDP opens a UDP socket inside the host's namespace.
+	ListenUDP(laddr netip.AddrPort, opt UDPOptions) (UDPConn, error)
+	// OpenPacket opens an AF_PACKET socket bound to iface, which sees frames
+	// regardless of the addresses the host owns (a client without an address
+	// yet, captures).
+	OpenPacket(iface string, opt PacketOptions) (PacketConn, error)
+	// CreateTUN creates a TUN device (layer 3 virtual NIC).
+	CreateTUN(name string, mtu int) (TUN, error)
+
+	// Command prepares a program to run inside the host's namespace (real
+	// peers such as dnsmasq in labs). The caller starts and waits for it.
+	Command(ctx context.Context, name string, args ...string) *exec.Cmd
+
+	// Close releases handles. It does not undo changes; see Tracked.
+	Close() error
+}
+
+// Link is one network interface.
+type Link struct {
+	Index int
+	Name  string
+	// Kind is the driver kind: "veth", "tun", "ppp", "loopback", "device", ...
+	Kind string
+	MAC  net.HardwareAddr
+	MTU  int
+	// Up is the administrative state (IFF_UP); Running the operational one
+	// (carrier, IFF_RUNNING).
+	Up      bool
+	Running bool
+}
+
+// Address is an interface address. Peer is set for point-to-point addresses
+// (PPP/IPCP style, `ip addr add 192.0.2.1/32 peer 192.0.2.2/32`).
+type Address struct {
+	Prefix netip.Prefix
+	Peer   netip.Prefix
+	// Preferred and Valid are lifetimes; zero means forever.
+	Preferred time.Duration
+	Valid     time.Duration
+	// Label is the address label; the engine marks its addresses with it.
+	Label string
+}
+
+// Route is a route in the main table.
+type Route struct {
+	Dst netip.Prefix
+	// Gateway is unset for on-link (device) routes.
+	Gateway netip.Addr
+	Dev     string
+	Src     netip.Addr
+	Metric  int
+	// OnLink marks the gateway as reachable on Dev without a covering prefix
+	// (`ip route add ... via GW dev DEV onlink`).
+	OnLink bool
+}
+
+// Neighbor is an ARP (IPv4) or NDP (IPv6) entry.
+type Neighbor struct {
+	Dev       string
+	IP        netip.Addr
+	MAC       net.HardwareAddr
+	Permanent bool
+	// State is the kernel's state name ("PERMANENT", "REACHABLE", ...) when listed.
+	State string
+}
+
+// UDPOptions tunes a UDP socket.
+type UDPOptions struct {
+	// Device binds the socket to one interface (SO_BINDTODEVICE).
+	Device string
+	// Broadcast allows sending to broadcast addresses (SO_BROADCAST).
+	Broadcast bool
+	// ReuseAddr allows several sockets on the same port (SO_REUSEADDR/PORT).
+	ReuseAddr bool
+}
+
+// UDPConn is a UDP socket. *net.UDPConn satisfies it.
+type UDPConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	SetReadDeadline(t time.Time) error
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// Ethernet protocol numbers for PacketOptions.Protocol.
+const (
+	EthAll  uint16 = 0x0003
+	EthIPv4 uint16 = 0x0800
+	EthARP  uint16 = 0x0806
+	EthIPv6 uint16 = 0x86dd
+)
+
+// PacketOptions selects what an AF_PACKET socket sees.
+type PacketOptions struct {
+	// Protocol is the EtherType to receive (EthAll for every frame).
+	Protocol uint16
+	// Cooked opens SOCK_DGRAM: frames without the link-layer header.
+	Cooked bool
+	// Promiscuous puts the interface in promiscuous mode while open.
+	Promiscuous bool
+}
+
+// Direction of a packet relative to the host, from the kernel's sll_pkttype.
+type Direction uint8
+
+const (
+	DirUnknown  Direction = iota
+	DirIn                 // PACKET_HOST, to us
+	DirOut                // PACKET_OUTGOING, sent by us
+	DirOther              // PACKET_OTHERHOST, seen in promiscuous mode
+	DirBroadcast          // PACKET_BROADCAST or PACKET_MULTICAST
+)
+
+func (d Direction) String() string {
+	return [...]string{"?", "in", "out", "other", "bcast"}[d]
+}
+
+// PacketInfo describes a received frame.
+type PacketInfo struct {
+	Time      time.Time
+	Ifindex   int
+	Protocol  uint16
+	Direction Direction
+	// CapLen is the bytes copied into the buffer; Len the frame's length.
+	CapLen, Len int
+}
+
+// PacketConn is an AF_PACKET socket bound to one interface.
+type PacketConn interface {
+	// ReadPacket reads one frame; with Cooked it starts at the network header.
+	ReadPacket(b []byte) (int, PacketInfo, error)
+	// WritePacket sends one frame. Raw sockets take a whole frame and ignore
+	// dst; cooked sockets take a network packet and send it to dst (nil for
+	// the broadcast address of the link).
+	WritePacket(b []byte, protocol uint16, dst net.HardwareAddr) error
+	SetReadDeadline(t time.Time) error
+	// LinkType is the pcap link type of frames read (1 Ethernet, 101 raw IP).
+	LinkType() uint16
+	Close() error
+}
+
+// TUN is a layer 3 virtual NIC: Read and Write carry one IP packet each.
+type TUN interface {
+	Name() string
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	Close() error
+}

@@ -1,0 +1,128 @@
+package profiles
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+//go:embed embedded/*.toml
+var embeddedFS embed.FS
+
+// Problem is one thing wrong with a profile, at a position in its file.
+type Problem struct {
+	File      string
+	Line, Col int
+	// Msg says what is wrong and what would be valid.
+	Msg string
+}
+
+func (p Problem) Error() string {
+	if p.Line == 0 {
+		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+}
+
+// Problems is every problem found in a profile; it is the error Load returns
+// for an invalid profile.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Embedded lists the names of the profiles built into fieldcon.
+func Embedded() []string {
+	entries, _ := embeddedFS.ReadDir("embedded")
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".toml"))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load reads a profile from a file path, or an embedded profile by name when
+// no such file exists and the name has no path separator.
+func Load(nameOrPath string) (*Profile, error) {
+	data, err := os.ReadFile(nameOrPath)
+	if err == nil {
+		return Parse(nameOrPath, data)
+	}
+	if !strings.ContainsRune(nameOrPath, os.PathSeparator) && !strings.HasSuffix(nameOrPath, ".toml") {
+		if data, eerr := embeddedFS.ReadFile(path.Join("embedded", nameOrPath+".toml")); eerr == nil {
+			return Parse("embedded:"+nameOrPath, data)
+		}
+		return nil, fmt.Errorf("profile %q: no such file and no embedded profile of that name; embedded profiles: %s",
+			nameOrPath, strings.Join(Embedded(), ", "))
+	}
+	return nil, fmt.Errorf("profile %q: %w", nameOrPath, err)
+}
+
+// EmbeddedSource returns the TOML text of an embedded profile.
+func EmbeddedSource(name string) ([]byte, error) {
+	return embeddedFS.ReadFile(path.Join("embedded", name+".toml"))
+}
+
+// Parse decodes and validates a profile; file names it in errors.
+func Parse(file string, data []byte) (*Profile, error) {
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var p Profile
+	if err := dec.Decode(&p); err != nil {
+		return nil, decodeProblems(file, data, err)
+	}
+	p.Source = file
+	if p.Name == "" {
+		base := filepath.Base(strings.TrimPrefix(file, "embedded:"))
+		p.Name = strings.TrimSuffix(base, filepath.Ext(base))
+	}
+	idx, err := indexPositions(data)
+	if err != nil {
+		return nil, Problems{{File: file, Msg: err.Error()}}
+	}
+	v := &validator{file: file, idx: idx}
+	v.profile(&p)
+	if len(v.problems) > 0 {
+		return nil, v.problems
+	}
+	return &p, nil
+}
+
+// decodeProblems turns go-toml's errors into Problems with positions.
+func decodeProblems(file string, data []byte, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var ps Problems
+		for _, e := range strict.Errors {
+			line, col := e.Position()
+			key := strings.Join(e.Key(), ".")
+			ps = append(ps, Problem{File: file, Line: line, Col: col,
+				Msg: fmt.Sprintf("unknown key %q; %s", key, validKeysHint(e.Key()))})
+		}
+		return ps
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if k := de.Key(); len(k) > 0 {
+			msg = fmt.Sprintf("%s: %s", strings.Join(k, "."), msg)
+		}
+		return Problems{{File: file, Line: line, Col: col, Msg: msg}}
+	}
+	return Problems{{File: file, Msg: err.Error()}}
+}

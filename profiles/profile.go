@@ -1,0 +1,96 @@
+package profiles
+
+// Profile describes one site.
+type Profile struct {
+	// Name names the site; it defaults to the file's base name.
+	Name string `toml:"name"`
+	// Description says what the site or lab is for.
+	Description string `toml:"description"`
+	// Nodes are the site's devices and servers.
+	Nodes []Node `toml:"node"`
+	// Lab, when present, describes how to build the site in network
+	// namespaces (one per node) joined by veth pairs.
+	Lab *Lab `toml:"lab"`
+
+	// Source is where the profile came from (path or "embedded:NAME").
+	Source string `toml:"-"`
+}
+
+// Node is one device or server and the roles it runs.
+type Node struct {
+	// Name identifies the node in the profile, events and the lab.
+	Name string `toml:"name"`
+	// Mechanisms lists the address-acquisition mechanisms the device
+	// supports, for arbitration (first formal address wins).
+	Mechanisms []string `toml:"mechanisms"`
+	// Static configures addresses and routes from the profile.
+	Static *Static `toml:"static"`
+}
+
+// Node returns the named node, or nil.
+func (p *Profile) Node(name string) *Node {
+	for i := range p.Nodes {
+		if p.Nodes[i].Name == name {
+			return &p.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// Static is the "local configuration" mechanism: addresses and routes taken
+// from the profile.
+type Static struct {
+	// Persist keeps the addresses and routes when fieldcon stops.
+	Persist bool `toml:"persist"`
+	// Addresses to configure.
+	Addresses []StaticAddress `toml:"addresses"`
+	// Routes to install after the addresses.
+	Routes []StaticRoute `toml:"routes"`
+	// Forwarding enables IPv4 and IPv6 forwarding (a router).
+	Forwarding bool `toml:"forwarding"`
+}
+
+// StaticAddress is one interface address.
+type StaticAddress struct {
+	// Iface is the interface name.
+	Iface string `toml:"iface"`
+	// Address in CIDR notation.
+	Address Prefix `toml:"address"`
+	// Peer is the remote end of a point-to-point link (CIDR).
+	Peer *Prefix `toml:"peer"`
+}
+
+// StaticRoute is one route.
+type StaticRoute struct {
+	// Dst is the destination prefix ("0.0.0.0/0" for a default route).
+	Dst Prefix `toml:"dst"`
+	// Via is the gateway address.
+	Via *Addr `toml:"via"`
+	// Dev is the outgoing interface.
+	Dev string `toml:"dev"`
+	// Metric orders routes to the same destination.
+	Metric int `toml:"metric"`
+}
+
+// Lab is a namespace topology: every node gets its own network namespace and
+// links join them.
+type Lab struct {
+	// Links are veth pairs between node interfaces.
+	Links []LabLink `toml:"link"`
+}
+
+// LabLink is one veth pair.
+type LabLink struct {
+	// A and B are the two ends, "node:iface".
+	A Endpoint `toml:"a"`
+	B Endpoint `toml:"b"`
+	// MTU of both ends (default 1500).
+	MTU int `toml:"mtu"`
+	// Loss is the netem packet loss in percent on both ends (0–100).
+	Loss float64 `toml:"loss"`
+	// Delay is the netem one-way delay on each end.
+	Delay Duration `toml:"delay"`
+	// Down leaves the link down when the lab is built (a device that is not
+	// plugged in yet).
+	Down bool `toml:"down"`
+}
