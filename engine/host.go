@@ -161,11 +161,11 @@ type PacketOptions struct {
 type Direction uint8
 
 const (
-	DirUnknown  Direction = iota
-	DirIn                 // PACKET_HOST, to us
-	DirOut                // PACKET_OUTGOING, sent by us
-	DirOther              // PACKET_OTHERHOST, seen in promiscuous mode
-	DirBroadcast          // PACKET_BROADCAST or PACKET_MULTICAST
+	DirUnknown   Direction = iota
+	DirIn                  // PACKET_HOST, to us
+	DirOut                 // PACKET_OUTGOING, sent by us
+	DirOther               // PACKET_OTHERHOST, seen in promiscuous mode
+	DirBroadcast           // PACKET_BROADCAST or PACKET_MULTICAST
 )
 
 func (d Direction) String() string {

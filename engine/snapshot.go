@@ -25,13 +25,13 @@ type NodeSnapshot struct {
 	Netns string         `json:"netns,omitempty"`
 	Roles []RoleSnapshot `json:"roles"`
 	// Winner is the mechanism that gave the node its formal address.
-	Winner    string        `json:"winner,omitempty"`
-	Addresses []AddressRow  `json:"addresses,omitempty"`
-	Leases    []LeaseRow    `json:"leases,omitempty"`
-	Mappings  []MappingRow  `json:"mappings,omitempty"`
-	Tunnels   []TunnelRow   `json:"tunnels,omitempty"`
-	Cascade   []CascadeRow  `json:"cascade,omitempty"`
-	Probes    []ProbeRow    `json:"probes,omitempty"`
+	Winner    string       `json:"winner,omitempty"`
+	Addresses []AddressRow `json:"addresses,omitempty"`
+	Leases    []LeaseRow   `json:"leases,omitempty"`
+	Mappings  []MappingRow `json:"mappings,omitempty"`
+	Tunnels   []TunnelRow  `json:"tunnels,omitempty"`
+	Cascade   []CascadeRow `json:"cascade,omitempty"`
+	Probes    []ProbeRow   `json:"probes,omitempty"`
 }
 
 // RoleSnapshot is one role's progress.

@@ -84,3 +84,20 @@ func AllKeys() []string {
 	sort.Strings(out)
 	return out
 }
+
+// RoleKeys lists the role sections a node has set (their TOML keys), found
+// by reflection so that a new role needs no change here.
+func RoleKeys(n *Node) []string {
+	var out []string
+	v := reflect.ValueOf(n).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Type.Kind() != reflect.Pointer || !isTable(f.Type.Elem()) || v.Field(i).IsNil() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		out = append(out, name)
+	}
+	return out
+}

@@ -157,4 +157,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-

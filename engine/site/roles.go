@@ -1,0 +1,17 @@
+package site
+
+import (
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/static"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// Roles builds the roles a node's profile sections ask for, in a fixed
+// order: configuration first, then servers, then clients.
+func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
+	var roles []engine.Role
+	if n.Static != nil {
+		roles = append(roles, static.New(*n.Static))
+	}
+	return roles, nil
+}
