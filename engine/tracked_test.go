@@ -1,0 +1,68 @@
+package engine_test
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/fieldcon/fieldcon/drivers/fake"
+	"github.com/fieldcon/fieldcon/engine"
+)
+
+func TestTrackedUndoesInReverse(t *testing.T) {
+	h := fake.NewHost("n", nil, "eth0")
+	h.SetNeighbor(engine.Neighbor{Dev: "eth0", IP: netip.MustParseAddr("192.0.2.1"), MAC: []byte{2, 0, 0, 0, 0, 1}, Permanent: true})
+	h.SetSysctl("net/ipv4/ip_forward", "1")
+	mark := len(h.Transcript())
+
+	tr := engine.NewTracked(h, nil)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(tr.SetSysctl("net/ipv4/ip_forward", "1")) // unchanged: nothing to undo
+	must(tr.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("192.0.2.2/24")}))
+	must(tr.AddRoute(engine.Route{Dst: netip.MustParsePrefix("203.0.113.0/24"), Gateway: netip.MustParseAddr("192.0.2.1")}))
+	must(tr.SetNeighbor(engine.Neighbor{Dev: "eth0", IP: netip.MustParseAddr("192.0.2.1"), MAC: []byte{2, 0, 0, 0, 0, 2}, Permanent: true}))
+	must(tr.SetLinkUp("eth0", false))
+	if got := len(tr.AddedAddresses()); got != 1 {
+		t.Fatalf("AddedAddresses = %d, want 1", got)
+	}
+	must(tr.Undo())
+	got := strings.Join(h.Transcript()[mark:], "\n")
+	want := strings.Join([]string{
+		"sysctl -w net.ipv4.ip_forward=1",
+		"ip addr add 192.0.2.2/24 dev eth0",
+		"ip route add 203.0.113.0/24 via 192.0.2.1",
+		"ip neigh replace 192.0.2.1 lladdr 02:00:00:00:00:02 dev eth0 nud permanent",
+		"ip link set eth0 down",
+		// undo, newest first; the neighbour goes back to what it was
+		"ip link set eth0 up",
+		"ip neigh replace 192.0.2.1 lladdr 02:00:00:00:00:01 dev eth0 nud permanent",
+		"ip route del 203.0.113.0/24 via 192.0.2.1",
+		"ip addr del 192.0.2.2/24 dev eth0",
+	}, "\n")
+	if got != want {
+		t.Fatalf("transcript:\n%s\nwant:\n%s", got, want)
+	}
+	if len(tr.AddedAddresses()) != 0 || len(tr.Pending()) != 0 {
+		t.Fatal("state left after Undo")
+	}
+}
+
+func TestTrackedUndoSkipsWhatIsAlreadyGone(t *testing.T) {
+	h := fake.NewHost("n", nil, "eth0")
+	tr := engine.NewTracked(h, nil)
+	a := engine.Address{Prefix: netip.MustParsePrefix("192.0.2.2/24")}
+	if err := tr.AddAddress("eth0", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DelAddress("eth0", a); err != nil { // removed behind our back
+		t.Fatal(err)
+	}
+	if err := tr.Undo(); err != nil {
+		t.Fatalf("Undo of a vanished address: %v", err)
+	}
+}
