@@ -1,0 +1,84 @@
+package linux
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fieldcon/fieldcon/engine"
+)
+
+// udpNetwork picks the socket family from the local address: an IPv4 or
+// IPv6 address fixes it, an invalid (unset) one gives a dual-stack socket.
+func udpNetwork(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "udp"
+	case a.Is4() || a.Is4In6():
+		return "udp4"
+	}
+	return "udp6"
+}
+
+func (opt udpControl) control(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		s := int(fd)
+		if opt.Device != "" {
+			if serr = unix.BindToDevice(s, opt.Device); serr != nil {
+				serr = fmt.Errorf("SO_BINDTODEVICE %s: %w", opt.Device, serr)
+				return
+			}
+		}
+		if opt.Broadcast {
+			if serr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				serr = fmt.Errorf("SO_BROADCAST: %w", serr)
+				return
+			}
+		}
+		if opt.ReuseAddr {
+			if serr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				serr = fmt.Errorf("SO_REUSEADDR: %w", serr)
+				return
+			}
+			if serr = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				serr = fmt.Errorf("SO_REUSEPORT: %w", serr)
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+type udpControl engine.UDPOptions
+
+// ListenUDP opens a UDP socket inside the namespace, bound to laddr (an
+// unset address binds every address; port 0 picks one). The result is a
+// *net.UDPConn.
+//
+// Equivalent to: `ip netns exec $ns socat UDP-RECVFROM:$port,bind=$addr[,so-bindtodevice=$dev][,broadcast][,reuseaddr] ...`
+func (h *Host) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UDPConn, error) {
+	lc := net.ListenConfig{Control: udpControl(opt).control}
+	addr := ""
+	if laddr.Addr().IsValid() {
+		addr = laddr.Addr().String()
+	}
+	addr = net.JoinHostPort(addr, fmt.Sprint(laddr.Port()))
+	var pc net.PacketConn
+	err := h.inNetns(func() error {
+		var err error
+		pc, err = lc.ListenPacket(context.Background(), udpNetwork(laddr.Addr()), addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listen udp %s in netns %q: %w", addr, h.name, err)
+	}
+	return pc.(*net.UDPConn), nil
+}
