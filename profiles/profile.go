@@ -25,6 +25,12 @@ type Node struct {
 	Mechanisms []string `toml:"mechanisms"`
 	// Static configures addresses and routes from the profile.
 	Static *Static `toml:"static"`
+	// TunnelClient runs a TN tunnel client (profiles/tunnel.go).
+	TunnelClient *TunnelClient `toml:"tunnel_client"`
+	// TunnelServer runs a TN tunnel server.
+	TunnelServer *TunnelServer `toml:"tunnel_server"`
+	// NATGateway makes the node a NAT/firewall for a private network.
+	NATGateway *NATGateway `toml:"nat_gateway"`
 }
 
 // Node returns the named node, or nil.

@@ -56,6 +56,7 @@ func (v *validator) node(path string, n *Node) {
 	if n.Static != nil {
 		v.static(path+".static", n.Static)
 	}
+	v.tunnel(path, n)
 }
 
 // nodeRef checks that name refers to a node of the profile.
