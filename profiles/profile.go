@@ -25,6 +25,14 @@ type Node struct {
 	Mechanisms []string `toml:"mechanisms"`
 	// Static configures addresses and routes from the profile.
 	Static *Static `toml:"static"`
+	// RHCPServer makes the node an RHCP server.
+	RHCPServer *RHCPServer `toml:"rhcp_server"`
+	// AccessRouter makes the node an RHCP access router.
+	AccessRouter *AccessRouter `toml:"access_router"`
+	// RHCPClient makes the node an RHCP client.
+	RHCPClient *RHCPClient `toml:"rhcp_client"`
+	// Dnsmasq runs dnsmasq as the node's DHCP server (a real peer).
+	Dnsmasq *Dnsmasq `toml:"dnsmasq"`
 	// TunnelClient runs a TN tunnel client (profiles/tunnel.go).
 	TunnelClient *TunnelClient `toml:"tunnel_client"`
 	// TunnelServer runs a TN tunnel server.

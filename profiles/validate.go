@@ -56,6 +56,7 @@ func (v *validator) node(path string, n *Node) {
 	if n.Static != nil {
 		v.static(path+".static", n.Static)
 	}
+	v.rhcp(path, n)
 	v.tunnel(path, n)
 }
 
