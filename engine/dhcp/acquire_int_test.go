@@ -1,8 +1,8 @@
 package dhcp
 
 import (
-	"os"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 )
