@@ -25,6 +25,12 @@ type Node struct {
 	Mechanisms []string `toml:"mechanisms"`
 	// Static configures addresses and routes from the profile.
 	Static *Static `toml:"static"`
+	// DHCPClient runs a DHCP client (profiles/dhcp.go).
+	DHCPClient *DHCPClient `toml:"dhcp_client"`
+	// DHCPServer runs a DHCP server.
+	DHCPServer *DHCPServer `toml:"dhcp_server"`
+	// DHCPRelay runs a DHCP relay agent.
+	DHCPRelay *DHCPRelay `toml:"dhcp_relay"`
 	// RHCPServer makes the node an RHCP server.
 	RHCPServer *RHCPServer `toml:"rhcp_server"`
 	// AccessRouter makes the node an RHCP access router.

@@ -57,6 +57,7 @@ func (v *validator) node(path string, n *Node) {
 		v.static(path+".static", n.Static)
 	}
 	v.rhcp(path, n)
+	v.dhcp(path, n)
 	v.tunnel(path, n)
 }
 
