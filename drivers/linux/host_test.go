@@ -718,3 +718,193 @@ func TestTUN(t *testing.T) {
 		t.Errorf("after Close LinkByName(fct0): %v, want ErrNotExist", err)
 	}
 }
+
+// natLab: client c (c0 192.0.2.2) — router r (r0 192.0.2.1, r1
+// 198.51.100.1) — server s (s0 198.51.100.2). s has no route back to
+// 192.0.2.0/24: only source NAT on r lets its replies reach c.
+func natLab(t *testing.T) (hc, hr, hs *Host) {
+	t.Helper()
+	c, r, s := newNetns(t), newNetns(t), newNetns(t)
+	run(t, "ip", "-n", c, "link", "add", "c0", "type", "veth", "peer", "name", "r0", "netns", r)
+	run(t, "ip", "-n", r, "link", "add", "r1", "type", "veth", "peer", "name", "s0", "netns", s)
+	for _, cmd := range [][]string{
+		{c, "addr", "add", "192.0.2.2/24", "dev", "c0"}, {c, "link", "set", "c0", "up"},
+		{c, "route", "add", "default", "via", "192.0.2.1"},
+		{r, "addr", "add", "192.0.2.1/24", "dev", "r0"}, {r, "link", "set", "r0", "up"},
+		{r, "addr", "add", "198.51.100.1/24", "dev", "r1"}, {r, "link", "set", "r1", "up"},
+		{s, "addr", "add", "198.51.100.2/24", "dev", "s0"}, {s, "link", "set", "s0", "up"},
+	} {
+		run(t, append([]string{"ip", "-n"}, cmd...)...)
+	}
+	hc, hr, hs = open(t, c), open(t, r), open(t, s)
+	if err := hr.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
+	return hc, hr, hs
+}
+
+// exchange sends a datagram from cli to dst and returns the source the
+// server saw, or an invalid AddrPort if nothing came within wait; the server
+// echoes and the client must get the echo back.
+func exchange(t *testing.T, cli, srv engine.UDPConn, dst netip.AddrPort, wait time.Duration) netip.AddrPort {
+	t.Helper()
+	if _, err := cli.WriteToUDPAddrPort([]byte("ping"), dst); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	srv.SetReadDeadline(time.Now().Add(wait))
+	_, from, err := srv.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	if _, err := srv.WriteToUDPAddrPort([]byte("pong"), from); err != nil {
+		t.Errorf("echo to %s: %v", from, err)
+		return from
+	}
+	cli.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, _, err := cli.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "pong" {
+		t.Errorf("echo back through NAT: %q, %v", buf[:n], err)
+	}
+	return from
+}
+
+func TestMasqueradeAndConntrack(t *testing.T) {
+	requireRoot(t)
+	hc, hr, hs := natLab(t)
+	srv, err := hs.ListenUDP(netip.MustParseAddrPort("198.51.100.2:7000"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cli, err := hc.ListenUDP(netip.AddrPort{}, engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	dst := netip.MustParseAddrPort("198.51.100.2:7000")
+
+	// Before NAT the server sees the client's own address and cannot
+	// answer it; a raw send checks only the first half.
+	if _, err := cli.WriteToUDPAddrPort([]byte("ping"), dst); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	srv.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, from, err := srv.ReadFromUDPAddrPort(buf); err != nil || from.Addr() != netip.MustParseAddr("192.0.2.2") {
+		t.Fatalf("before NAT the server saw %s, %v; want 192.0.2.2", from, err)
+	}
+	if err := hr.SetSysctl("net/netfilter/nf_conntrack_acct", "1"); err != nil {
+		t.Fatal(err)
+	}
+	// The datagram above left a conntrack entry without NAT; start clean.
+	if _, err := hr.DeleteConntrack(engine.ConntrackFilter{}); err != nil {
+		t.Fatal(err)
+	}
+	remove, err := hr.AddMasquerade(engine.Masquerade{Name: "t", Source: netip.MustParsePrefix("192.0.2.0/24"), OutIface: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, run(t, "ip", "netns", "exec", hr.Name(), "nft", "list", "table", "ip", "fieldcon-t"),
+		"type nat hook postrouting priority srcnat", `ip saddr 192.0.2.0/24 oifname "r1" masquerade`)
+	// Adding again replaces rather than stacks.
+	if _, err := hr.AddMasquerade(engine.Masquerade{Name: "t", Source: netip.MustParsePrefix("192.0.2.0/24"), OutIface: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "ip", "netns", "exec", hr.Name(), "nft", "list", "table", "ip", "fieldcon-t"); strings.Count(out, "masquerade") != 1 {
+		t.Errorf("second AddMasquerade stacked rules:\n%s", out)
+	}
+
+	from := exchange(t, cli, srv, dst, 3*time.Second)
+	if from.Addr() != netip.MustParseAddr("198.51.100.1") {
+		t.Fatalf("server saw %s, want the router's 198.51.100.1", from)
+	}
+	flows, err := hr.Conntrack(engine.ConntrackFilter{Source: netip.MustParsePrefix("192.0.2.0/24"), Protocol: 17})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) != 1 {
+		t.Fatalf("conntrack flows %+v, want 1", flows)
+	}
+	f := flows[0]
+	cliPort := cli.LocalAddr().(*net.UDPAddr).Port
+	if f.OrigSrc != netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(cliPort)) || f.OrigDst != dst ||
+		f.ReplySrc != dst || f.ReplyDst != from || f.PacketsOrig != 1 || f.PacketsReply != 1 || f.Timeout == 0 {
+		t.Errorf("flow %+v, want 192.0.2.2:%d → %s translated to %s, 1 packet each way", f, cliPort, dst, from)
+	}
+	mustContain(t, run(t, "ip", "netns", "exec", hr.Name(), "conntrack", "-L", "-p", "udp"),
+		"src=192.0.2.2 dst=198.51.100.2", "dport=7000", "src=198.51.100.2 dst=198.51.100.1")
+	if got, _ := hr.Conntrack(engine.ConntrackFilter{Source: netip.MustParsePrefix("203.0.113.0/24")}); len(got) != 0 {
+		t.Errorf("filter on another source matched %+v", got)
+	}
+	n, err := hr.DeleteConntrack(engine.ConntrackFilter{Source: netip.MustParsePrefix("192.0.2.0/24")})
+	if err != nil || n != 1 {
+		t.Errorf("DeleteConntrack = %d, %v; want 1", n, err)
+	}
+	if got, _ := hr.Conntrack(engine.ConntrackFilter{}); len(got) != 0 {
+		t.Errorf("flows left after delete: %+v", got)
+	}
+
+	// snat to an address and port range.
+	if err := remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(); err != nil {
+		t.Errorf("second remove: %v", err)
+	}
+	if out := run(t, "ip", "netns", "exec", hr.Name(), "nft", "list", "tables"); strings.Contains(out, "fieldcon-t") {
+		t.Errorf("table left after remove:\n%s", out)
+	}
+	remove, err = hr.AddMasquerade(engine.Masquerade{Name: "s", Source: netip.MustParsePrefix("192.0.2.0/24"), OutIface: "r1",
+		To: netip.MustParseAddr("198.51.100.1"), PortMin: 20000, PortMax: 20010})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remove()
+	mustContain(t, run(t, "ip", "netns", "exec", hr.Name(), "nft", "list", "table", "ip", "fieldcon-s"), "snat to 198.51.100.1:20000-20010")
+	from = exchange(t, cli, srv, dst, 3*time.Second)
+	if from.Addr() != netip.MustParseAddr("198.51.100.1") || from.Port() < 20000 || from.Port() > 20010 {
+		t.Errorf("server saw %s, want 198.51.100.1:20000-20010", from)
+	}
+}
+
+func TestForwardFilter(t *testing.T) {
+	requireRoot(t)
+	hc, hr, hs := natLab(t)
+	// Replies need a way back: route on s rather than NAT here.
+	run(t, "ip", "-n", hs.Name(), "route", "add", "192.0.2.0/24", "via", "198.51.100.1")
+	remove, err := hr.AddForwardFilter(engine.ForwardFilter{Name: "fw", InIface: "r0", OutIface: "r1", AllowUDP: []uint16{7000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, run(t, "ip", "netns", "exec", hr.Name(), "nft", "list", "table", "ip", "fieldcon-fw"),
+		"type filter hook forward priority filter", "ct state established,related accept",
+		`iifname "r0" oifname "r1" udp dport 7000 accept`, `iifname "r0" oifname "r1" drop`)
+	cli, err := hc.ListenUDP(netip.AddrPort{}, engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for _, tc := range []struct {
+		port    uint16
+		allowed bool
+	}{{7000, true}, {7001, false}} {
+		dst := netip.AddrPortFrom(netip.MustParseAddr("198.51.100.2"), tc.port)
+		srv, err := hs.ListenUDP(dst, engine.UDPOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := exchange(t, cli, srv, dst, 500*time.Millisecond).IsValid()
+		if got != tc.allowed {
+			t.Errorf("port %d passed=%t, want %t", tc.port, got, tc.allowed)
+		}
+		if tc.port == 7001 {
+			if err := remove(); err != nil {
+				t.Fatal(err)
+			}
+			if !exchange(t, cli, srv, dst, 3*time.Second).IsValid() {
+				t.Error("port 7001 still blocked after the filter was removed")
+			}
+		}
+		srv.Close()
+	}
+}
