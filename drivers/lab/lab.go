@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,13 +84,17 @@ func ValidName(name string) error {
 	return nil
 }
 
-// marker is what the lab records in each namespace's lo alias.
-type marker struct{ lab, node, profile string }
+// marker is what the lab records in each namespace's lo alias; index is the
+// node's position in the profile, so Status lists nodes in profile order.
+type marker struct {
+	lab, node, profile string
+	index              int
+}
 
 func (m marker) String() string {
 	// Profile names are free text; the alias is space-separated.
 	profile := strings.Join(strings.Fields(m.profile), "_")
-	return fmt.Sprintf("%s name=%s node=%s profile=%s", aliasPrefix, m.lab, m.node, profile)
+	return fmt.Sprintf("%s name=%s node=%s index=%d profile=%s", aliasPrefix, m.lab, m.node, m.index, profile)
 }
 
 func parseMarker(alias string) (marker, bool) {
@@ -97,7 +102,7 @@ func parseMarker(alias string) (marker, bool) {
 	if len(f) == 0 || f[0] != aliasPrefix {
 		return marker{}, false
 	}
-	var m marker
+	m := marker{index: -1}
 	for _, kv := range f[1:] {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
@@ -107,6 +112,10 @@ func parseMarker(alias string) (marker, bool) {
 			m.node = v
 		case "profile":
 			m.profile = v
+		case "index":
+			if i, err := strconv.Atoi(v); err == nil {
+				m.index = i
+			}
 		}
 	}
 	return m, m.lab != "" && m.node != ""
@@ -273,8 +282,8 @@ func (b *builder) remove() error {
 }
 
 func (b *builder) build(p *profiles.Profile) error {
-	for _, node := range p.Nodes {
-		if err := b.addNode(node.Name); err != nil {
+	for i, node := range p.Nodes {
+		if err := b.addNode(i, node.Name); err != nil {
 			return err
 		}
 	}
@@ -286,7 +295,7 @@ func (b *builder) build(p *profiles.Profile) error {
 	return nil
 }
 
-func (b *builder) addNode(node string) error {
+func (b *builder) addNode(index int, node string) error {
 	ns := NetnsName(b.lab, node)
 	if err := ip(b.ctx, "netns", "add", ns); err != nil {
 		return fmt.Errorf("node %s: %w", node, err)
@@ -303,7 +312,7 @@ func (b *builder) addNode(node string) error {
 	}
 	// The marker goes first, so that Down recognises the namespace even if
 	// this process is killed right after.
-	m := marker{lab: b.lab, node: node, profile: b.profile}
+	m := marker{lab: b.lab, node: node, profile: b.profile, index: index}
 	if err := n.h.LinkSetAlias(lo, m.String()); err != nil {
 		return fmt.Errorf("node %s: ip link set lo alias: %w", node, err)
 	}
@@ -429,6 +438,20 @@ func Status(name string) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	order := make([]int, len(names))
+	for i := range order {
+		order[i] = i
+	}
+	// Profile order; namespaces without a marker go last, by name.
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := marks[order[i]].index, marks[order[j]].index
+		return a >= 0 && (b < 0 || a < b)
+	})
+	sortedNames, sortedMarks := make([]string, len(names)), make([]marker, len(names))
+	for i, o := range order {
+		sortedNames[i], sortedMarks[i] = names[o], marks[o]
+	}
+	names, marks = sortedNames, sortedMarks
 	if len(names) == 0 {
 		return nil, fmt.Errorf("lab %s is not up (no namespace %s*)", name, NetnsName(name, ""))
 	}

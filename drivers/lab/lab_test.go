@@ -185,7 +185,7 @@ func TestUpStatusDown(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Name != name || back.Profile != "three" || len(back.Nodes) != 3 {
+	if back.Name != name || back.Profile != "three" || len(back.Nodes) != 3 || back.Nodes[0].Name != "server" || back.Nodes[2].Name != "device" {
 		t.Fatalf("status %s", b)
 	}
 	links := map[string]string{} // node:iface → "peer mtu up addrs"
