@@ -1,0 +1,424 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flynn/noise"
+
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// Client is the tunnel_client role: a TUN virtual NIC whose traffic goes
+// through one UDP flow to the tunnel server.
+type Client struct {
+	cfg profiles.TunnelClient
+
+	drops counters
+	sess  atomic.Pointer[Session]
+
+	mu        sync.Mutex
+	asg       Assignment
+	up        bool
+	lastRecv  time.Time
+	lastSent  time.Time
+	localAddr string
+
+	pktsIn, pktsOut, bytesIn, bytesOut atomic.Uint64
+}
+
+// NewClient builds the role from its profile section.
+func NewClient(cfg profiles.TunnelClient) *Client {
+	return &Client{cfg: cfg, drops: newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropReplayed, DropUnknownIndex, DropNoTunnel, CookieSent)}
+}
+
+// Kind implements engine.Role.
+func (c *Client) Kind() string { return "tunnel_client" }
+
+// Drops returns the drop counters.
+func (c *Client) Drops() map[string]uint64 { return c.drops.snapshot() }
+
+// Assignment returns the virtual NIC's configuration and whether the tunnel is up.
+func (c *Client) Assignment() (Assignment, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.asg, c.up
+}
+
+func (c *Client) tunName() string {
+	if c.cfg.TUN != "" {
+		return c.cfg.TUN
+	}
+	return "tn0"
+}
+
+// clientIO is what one Run holds.
+type clientIO struct {
+	env       *engine.Env
+	key       noise.DHKey
+	serverPub PublicKey
+	conn      engine.UDPConn
+	tun       engine.TUN
+	routed    bool
+}
+
+// Run implements engine.Role.
+func (c *Client) Run(ctx context.Context, env *engine.Env) error {
+	env.Progress.Plan("key", "tun", "established", "routes")
+	io := &clientIO{env: env}
+	var err error
+	if io.key, err = (KeySource{File: c.cfg.PrivateKeyFile, Env: c.cfg.PrivateKeyEnv, Generate: c.cfg.GenerateKey}).Load(); err != nil {
+		return fmt.Errorf("tunnel client: %w", err)
+	}
+	if io.serverPub, err = c.serverKey(ctx); err != nil {
+		return err
+	}
+	env.Progress.Done("key")
+	mtu := c.cfg.MTU
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	if io.tun, err = env.Host.CreateTUN(c.tunName(), mtu); err != nil {
+		return fmt.Errorf("tunnel client: %w", err)
+	}
+	defer io.tun.Close()
+	if err := env.Host.SetLinkUp(io.tun.Name(), true); err != nil {
+		return fmt.Errorf("tunnel client: bring %s up: %w", io.tun.Name(), err)
+	}
+	env.Progress.Done("tun")
+	laddr := netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	if !c.cfg.Server.Addr().Is4() {
+		laddr = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+	}
+	if io.conn, err = env.Host.ListenUDP(laddr, engine.UDPOptions{}); err != nil {
+		return fmt.Errorf("tunnel client: open UDP socket: %w", err)
+	}
+	defer io.conn.Close()
+	c.mu.Lock()
+	c.localAddr = io.conn.LocalAddr().String()
+	c.mu.Unlock()
+
+	go c.tunLoop(ctx, io)
+	err = c.loop(ctx, io)
+	if s := c.sess.Load(); s != nil {
+		// Tell the server so it frees the address now rather than at aging.
+		io.conn.WriteToUDPAddrPort(s.Seal(nil, TypeClose, nil), c.cfg.Server.AddrPort)
+	}
+	return err
+}
+
+// serverKey reads the server's public key, waiting for a lab server to
+// write its key file.
+func (c *Client) serverKey(ctx context.Context) (PublicKey, error) {
+	if c.cfg.ServerPublicKey != "" {
+		k, err := ParsePublicKey(c.cfg.ServerPublicKey)
+		if err != nil {
+			return k, fmt.Errorf("tunnel client: server_public_key: %w", err)
+		}
+		return k, nil
+	}
+	for {
+		k, err := ReadPublicKeyFile(c.cfg.ServerPublicKeyFile)
+		if err == nil {
+			return k, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return k, fmt.Errorf("tunnel client: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return k, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) heartbeat() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.asg.Heartbeat > 0 {
+		return time.Duration(c.asg.Heartbeat) * time.Second
+	}
+	return c.cfg.Heartbeat.Or(DefaultHeartbeat)
+}
+
+// loop is the client's state machine: establish (with backoff), then keep
+// the tunnel alive with heartbeats until the server falls silent.
+func (c *Client) loop(ctx context.Context, io *clientIO) error {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		if err := c.establish(ctx, io, &backoff); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		c.keepAlive(ctx, io)
+	}
+	return ctx.Err()
+}
+
+// establish sends establishment requests until a response arrives,
+// waiting longer after each unanswered one (1 s doubling to 30 s).
+func (c *Client) establish(ctx context.Context, io *clientIO, backoff *time.Duration) error {
+	var cookie []byte
+	buf := make([]byte, 65536)
+	for ctx.Err() == nil {
+		sender := randomIndex()
+		req, in, err := Initiate(io.key, io.serverPub, sender, time.Now(), cookie)
+		if err != nil {
+			return err
+		}
+		if _, err := io.conn.WriteToUDPAddrPort(req, c.cfg.Server.AddrPort); err != nil {
+			io.env.Log.Debug("establishment request not sent", "err", err)
+		}
+		deadline := time.Now().Add(*backoff)
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			io.conn.SetReadDeadline(minTime(deadline, time.Now().Add(250*time.Millisecond)))
+			n, from, err := io.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				continue
+			}
+			if from != c.cfg.Server.AddrPort {
+				c.drops.inc(DropMalformed)
+				continue
+			}
+			typ, err := MessageType(buf[:n])
+			if err != nil {
+				c.countDrop(err)
+				continue
+			}
+			switch typ {
+			case TypeCookie:
+				if ck, err := in.OpenCookie(buf[:n]); err == nil {
+					cookie = ck
+					c.drops.inc(CookieSent)
+					deadline = time.Now() // resend at once with the cookie
+				} else {
+					c.countDrop(err)
+				}
+			case TypeResponse:
+				sess, asg, err := in.Complete(buf[:n], io.key.Public)
+				if err != nil {
+					c.countDrop(err)
+					continue
+				}
+				*backoff = time.Second
+				return c.established(io, sess, asg)
+			default:
+				c.drops.inc(DropUnknownIndex) // transport for an old session
+			}
+		}
+		*backoff = min(*backoff*2, 30*time.Second)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func randomIndex() uint32 {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		if i := binary.BigEndian.Uint32(b[:]); i != 0 {
+			return i
+		}
+	}
+}
+
+func (c *Client) countDrop(err error) {
+	switch {
+	case errors.Is(err, ErrTruncated):
+		c.drops.inc(DropTruncated)
+	case errors.Is(err, ErrBadMAC):
+		c.drops.inc(DropBadMAC)
+	case errors.Is(err, ErrBadAuth):
+		c.drops.inc(DropBadAuth)
+	case errors.Is(err, ErrReplayed):
+		c.drops.inc(DropReplayed)
+	default:
+		c.drops.inc(DropMalformed)
+	}
+}
+
+// established configures the virtual NIC from the assignment (only what
+// changed since the last tunnel) and installs the routes once.
+func (c *Client) established(io *clientIO, sess *Session, asg Assignment) error {
+	c.mu.Lock()
+	prev, hadPrev := c.asg, c.asg.Address.IsValid()
+	c.asg, c.up, c.lastRecv, c.lastSent = asg, true, time.Now(), time.Now()
+	c.mu.Unlock()
+	c.sess.Store(sess)
+	name := io.tun.Name()
+	if !hadPrev || prev.Address != asg.Address {
+		if hadPrev {
+			io.env.DelAddress(name, engine.Address{Prefix: prev.Address}, "tunnel")
+		}
+		if err := io.env.AddAddress(name, engine.Address{Prefix: asg.Address}, "tunnel"); err != nil {
+			return fmt.Errorf("tunnel client: address %s on %s: %w", asg.Address, name, err)
+		}
+	}
+	io.env.Progress.Done("established")
+	if !io.routed {
+		for _, r := range c.cfg.Routes {
+			if err := io.env.AddRoute(engine.Route{Dst: r.Prefix, Dev: name}, "tunnel"); err != nil {
+				return fmt.Errorf("tunnel client: route %s dev %s: %w", r, name, err)
+			}
+		}
+		io.routed = true
+		io.env.Progress.Done("routes")
+	}
+	io.env.Emit.Emit(engine.KindTunnelUp, engine.Fields{
+		"index": sess.Remote, "server": c.cfg.Server.String(), "virtual": asg.Address.String(), "gateway": asg.Gateway.String(),
+	})
+	return nil
+}
+
+// keepAlive receives from the server and sends heartbeats until the server
+// has been silent for three heartbeat intervals.
+func (c *Client) keepAlive(ctx context.Context, io *clientIO) {
+	buf := make([]byte, 65536)
+	out := make([]byte, 0, 65536)
+	hb := c.heartbeat()
+	dead := 3*hb + time.Second
+	next := time.Now() // heartbeat at once: the server learns our endpoint
+	for ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(next) {
+			c.sendTransport(io, TypeHeartbeat, nil)
+			next = now.Add(hb)
+		}
+		c.mu.Lock()
+		silent := now.Sub(c.lastRecv)
+		c.mu.Unlock()
+		if silent > dead {
+			c.down(io, fmt.Sprintf("server silent for %s", silent.Round(time.Second)))
+			return
+		}
+		io.conn.SetReadDeadline(minTime(next, now.Add(250*time.Millisecond)))
+		n, from, err := io.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if from != c.cfg.Server.AddrPort {
+			c.drops.inc(DropMalformed)
+			continue
+		}
+		if closed := c.receive(io, buf[:n], out[:0]); closed {
+			c.down(io, "closed by server")
+			return
+		}
+	}
+}
+
+// receive handles one datagram from the server; it reports a close.
+func (c *Client) receive(io *clientIO, b, out []byte) bool {
+	tr, err := ParseTransport(b)
+	if err != nil {
+		c.countDrop(err)
+		return false
+	}
+	s := c.sess.Load()
+	if s == nil || tr.Receiver != s.Local {
+		c.drops.inc(DropUnknownIndex)
+		return false
+	}
+	pt, err := s.Open(out, tr)
+	if err != nil {
+		c.countDrop(err)
+		return false
+	}
+	c.mu.Lock()
+	c.lastRecv = time.Now()
+	c.mu.Unlock()
+	c.pktsIn.Add(1)
+	c.bytesIn.Add(uint64(len(pt)))
+	switch tr.Type {
+	case TypeData:
+		io.tun.Write(pt)
+	case TypeClose:
+		return true
+	}
+	return false
+}
+
+func (c *Client) down(io *clientIO, reason string) {
+	s := c.sess.Swap(nil)
+	c.mu.Lock()
+	c.up = false
+	c.mu.Unlock()
+	idx := uint32(0)
+	if s != nil {
+		idx = s.Remote
+	}
+	io.env.Emit.Emit(engine.KindTunnelDown, engine.Fields{"index": idx, "server": c.cfg.Server.String(), "reason": reason})
+}
+
+func (c *Client) sendTransport(io *clientIO, typ byte, pt []byte) {
+	s := c.sess.Load()
+	if s == nil {
+		return
+	}
+	io.conn.WriteToUDPAddrPort(s.Seal(make([]byte, 0, len(pt)+TransportOverhead), typ, pt), c.cfg.Server.AddrPort)
+	c.pktsOut.Add(1)
+	c.bytesOut.Add(uint64(len(pt)))
+}
+
+// tunLoop carries packets from the virtual NIC into the tunnel.
+func (c *Client) tunLoop(ctx context.Context, io *clientIO) {
+	buf := make([]byte, 65536)
+	out := make([]byte, 0, 65536+TransportOverhead)
+	for {
+		n, err := io.tun.Read(buf)
+		if err != nil {
+			return // closed on stop
+		}
+		s := c.sess.Load()
+		if s == nil {
+			c.drops.inc(DropNoTunnel)
+			continue
+		}
+		out = s.Seal(out[:0], TypeData, buf[:n])
+		io.conn.WriteToUDPAddrPort(out, c.cfg.Server.AddrPort)
+		c.pktsOut.Add(1)
+		c.bytesOut.Add(uint64(n))
+	}
+}
+
+// Report implements engine.Reporter: the client's own tunnel.
+func (c *Client) Report(ns *engine.NodeSnapshot) {
+	s := c.sess.Load()
+	if s == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ns.Tunnels = append(ns.Tunnels, engine.TunnelRow{
+		Index: s.Remote, Endpoint: c.cfg.Server.String(), Virtual: c.asg.Address.Addr().String(), LastHeartbeat: c.lastRecv,
+		PacketsIn: c.pktsIn.Load(), PacketsOut: c.pktsOut.Load(), BytesIn: c.bytesIn.Load(), BytesOut: c.bytesOut.Load(),
+	})
+}

@@ -1,0 +1,333 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/base64"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fieldcon/fieldcon/drivers/fake"
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/store"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// tunHost is a fake NAT-capable host that hands the test the TUN devices
+// roles create, as wireguard-go's tuntest does.
+type tunHost struct {
+	*fake.NAT
+	mu   sync.Mutex
+	tuns map[string]*fake.TUN
+}
+
+func newTunHost(name string, n *fake.Network, links ...string) *tunHost {
+	return &tunHost{NAT: fake.NewNAT(fake.NewHost(name, n, links...)), tuns: map[string]*fake.TUN{}}
+}
+
+func (h *tunHost) CreateTUN(name string, mtu int) (engine.TUN, error) {
+	t, err := h.NAT.CreateTUN(name, mtu)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.tuns[name] = t.(*fake.TUN)
+	h.mu.Unlock()
+	return t, nil
+}
+
+func (h *tunHost) tun(t *testing.T, name string) *fake.TUN {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		h.mu.Lock()
+		d := h.tuns[name]
+		h.mu.Unlock()
+		if d != nil {
+			return d
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no TUN %s on %s", name, h.Name())
+	return nil
+}
+
+// ipv4 builds a minimal IPv4 header with a payload (checksums are not
+// checked on the fake path).
+func ipv4(src, dst string, payload string) []byte {
+	b := make([]byte, 20+len(payload))
+	b[0] = 0x45
+	b[2], b[3] = byte(len(b)>>8), byte(len(b))
+	b[8], b[9] = 64, 17
+	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+	copy(b[12:], s[:])
+	copy(b[16:], d[:])
+	copy(b[20:], payload)
+	return b
+}
+
+type lab struct {
+	bus            *engine.Bus
+	sub            *engine.Subscription
+	server, client *tunHost
+	srv            *Server
+	cli            *Client
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+func writeKey(t *testing.T, dir, name string) (priv string, pub PublicKey) {
+	t.Helper()
+	k, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(k.Private)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, PublicKey(k.Public)
+}
+
+func startLab(t *testing.T, idle time.Duration) *lab {
+	t.Helper()
+	dir := t.TempDir()
+	sPriv, sPub := writeKey(t, dir, "server.key")
+	cPriv, cPub := writeKey(t, dir, "client.key")
+	n := fake.NewNetwork()
+	l := &lab{server: newTunHost("server", n, "eth0"), client: newTunHost("client", n, "eth0")}
+	l.server.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("203.0.113.1/24")})
+	l.client.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("198.18.0.2/24")})
+	l.srv = NewServer(profiles.TunnelServer{
+		Listen: profiles.AddrPort{AddrPort: netip.MustParseAddrPort("0.0.0.0:51820")}, PrivateKeyFile: sPriv,
+		Pool: profiles.Prefix{Prefix: netip.MustParsePrefix("198.19.0.0/24")}, Egress: "eth0",
+		Heartbeat: profiles.Duration{Duration: time.Second}, IdleTimeout: profiles.Duration{Duration: idle},
+		NATInterval: profiles.Duration{Duration: 100 * time.Millisecond},
+		Clients:     []profiles.TunnelPeer{{Name: "client", PublicKey: cPub.String()}},
+	})
+	l.cli = NewClient(profiles.TunnelClient{
+		Server: profiles.AddrPort{AddrPort: netip.MustParseAddrPort("203.0.113.1:51820")}, ServerPublicKey: sPub.String(),
+		PrivateKeyFile: cPriv, Routes: []profiles.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.0/24")}},
+	})
+	st, err := store.Open(filepath.Join(dir, "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.bus = engine.NewBus(1000)
+	l.sub = l.bus.Subscribe(1000, true)
+	e := engine.New(l.bus, nil)
+	e.AddNode(engine.NodeSpec{Name: "server", Host: l.server, Roles: []engine.Role{l.srv}, Store: st})
+	e.AddNode(engine.NodeSpec{Name: "client", Host: l.client, Roles: []engine.Role{l.cli}})
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel, l.done = cancel, make(chan error, 1)
+	go func() { l.done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		l.stop(t)
+		st.Close()
+	})
+	return l
+}
+
+func (l *lab) stop(t *testing.T) {
+	if l.cancel == nil {
+		return
+	}
+	l.cancel()
+	l.cancel = nil
+	select {
+	case err := <-l.done:
+		if err != nil {
+			t.Errorf("engine: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("engine did not stop")
+	}
+}
+
+// waitEvent returns the next event of kind on node.
+func (l *lab) waitEvent(t *testing.T, node, kind string, d time.Duration) engine.Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case e := <-l.sub.C:
+			if e.Kind == engine.KindError {
+				t.Logf("error event on %s: %v", e.Node, e.Fields)
+			}
+			if e.Node == node && e.Kind == kind {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("no %s on %s within %s", kind, node, d)
+		}
+	}
+}
+
+func recvPacket(t *testing.T, c chan []byte) []byte {
+	t.Helper()
+	select {
+	case p := <-c:
+		return p
+	case <-time.After(3 * time.Second):
+		t.Fatal("no packet came out of the tunnel")
+	}
+	return nil
+}
+
+func TestTunnelEndToEnd(t *testing.T) {
+	l := startLab(t, 30*time.Second)
+	up := l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
+	l.waitEvent(t, "client", engine.KindTunnelUp, 5*time.Second)
+	index := up.Fields["index"].(uint32)
+	if up.Fields["virtual"] != "198.19.0.2/24" {
+		t.Fatalf("virtual address %v, want 198.19.0.2/24", up.Fields["virtual"])
+	}
+	// The client configured the assigned address and the profile's route.
+	tr := l.client.String()
+	for _, want := range []string{"ip tuntap add dev tn0 mode tun", "ip addr add 198.19.0.2/24 dev tn0", "ip route add 198.51.100.0/24 dev tn0"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("client transcript lacks %q:\n%s", want, tr)
+		}
+	}
+	// The server: TUN with the gateway address, forwarding, source NAT.
+	str := l.server.String()
+	for _, want := range []string{"ip addr add 198.19.0.1/24 dev tns0", "sysctl -w net.ipv4.ip_forward=1", "nft add rule ip fieldcon-tunnel-tns0 postrouting ip saddr 198.19.0.0/24 oifname eth0 masquerade"} {
+		if !strings.Contains(str, want) {
+			t.Errorf("server transcript lacks %q:\n%s", want, str)
+		}
+	}
+
+	// Client → destination: out of the server's TUN, unchanged.
+	out := ipv4("198.19.0.2", "198.51.100.10", "hello")
+	l.client.tun(t, "tn0").In <- out
+	if got := recvPacket(t, l.server.tun(t, "tns0").Out); string(got) != string(out) {
+		t.Fatalf("server TUN got %x, want %x", got, out)
+	}
+	// Destination → client: mapped back into the right tunnel by address.
+	back := ipv4("198.51.100.10", "198.19.0.2", "world")
+	l.server.tun(t, "tns0").In <- back
+	if got := recvPacket(t, l.client.tun(t, "tn0").Out); string(got) != string(back) {
+		t.Fatalf("client TUN got %x, want %x", got, back)
+	}
+	// A packet spoofing another source is dropped at the server.
+	l.client.tun(t, "tn0").In <- ipv4("198.19.0.9", "198.51.100.10", "spoof")
+	waitFor(t, func() bool { return l.srv.Drops()[DropSpoofed] == 1 })
+
+	rows := l.srv.Tunnels()
+	if len(rows) != 1 || rows[0].Index != index || rows[0].Virtual != "198.19.0.2" || rows[0].PacketsIn == 0 || rows[0].PacketsOut == 0 {
+		t.Fatalf("tunnel index table: %+v", rows)
+	}
+
+	// The NAT table joins conntrack with the tunnel index.
+	flow := engine.ConntrackFlow{Protocol: 6,
+		OrigSrc: netip.MustParseAddrPort("198.19.0.2:40000"), OrigDst: netip.MustParseAddrPort("198.51.100.10:5201"),
+		ReplySrc: netip.MustParseAddrPort("198.51.100.10:5201"), ReplyDst: netip.MustParseAddrPort("198.51.100.1:40000"),
+		State: "ESTABLISHED", PacketsOrig: 3, BytesOrig: 180}
+	l.server.SetConntrack([]engine.ConntrackFlow{flow})
+	added := l.waitEvent(t, "server", engine.KindNATAdded, 3*time.Second)
+	if added.Fields["index"] != index || added.Fields["translated"] != "198.51.100.1:40000" || added.Fields["protocol"] != "tcp" {
+		t.Fatalf("nat.mapping.added: %v", added.Fields)
+	}
+	if m := l.srv.Mappings(); len(m) != 1 || m[0].TunnelIndex != index || m[0].PacketsOut != 3 {
+		t.Fatalf("NAT table: %+v", m)
+	}
+	l.server.SetConntrack(nil)
+	l.waitEvent(t, "server", engine.KindNATRemoved, 3*time.Second)
+
+	// Stopping removes every rule, route, address and TUN.
+	l.stop(t)
+	if r := l.server.Rules(); len(r) != 0 {
+		t.Errorf("nft rules left after stop: %v", r)
+	}
+	if _, err := l.server.LinkByName("tns0"); err == nil {
+		t.Error("server TUN left after stop")
+	}
+	if routes, _ := l.client.Routes(); len(routes) != 0 {
+		t.Errorf("client routes left after stop: %v", routes)
+	}
+	if _, err := l.client.LinkByName("tn0"); err == nil {
+		t.Error("client TUN left after stop")
+	}
+}
+
+func TestTunnelAgesOutAndFreesAddress(t *testing.T) {
+	l := startLab(t, 3*time.Second)
+	l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
+	// Cut the path: the server's address goes, so nothing reaches it.
+	l.server.DelAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("203.0.113.1/24")})
+	aged := l.waitEvent(t, "server", engine.KindTunnelAged, 8*time.Second)
+	if aged.Fields["virtual"] != "198.19.0.2" {
+		t.Fatalf("aged %v", aged.Fields)
+	}
+	if n := len(l.srv.Tunnels()); n != 0 {
+		t.Fatalf("%d tunnels left after aging", n)
+	}
+	l.srv.mu.RLock()
+	_, bound := l.srv.pool.Lookup(netip.MustParseAddr("198.19.0.2"))
+	l.srv.mu.RUnlock()
+	if bound {
+		t.Fatal("aged tunnel's address still bound")
+	}
+	// The client notices, and re-establishes once the path is back.
+	l.waitEvent(t, "client", engine.KindTunnelDown, 10*time.Second)
+	l.server.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("203.0.113.1/24")})
+	l.waitEvent(t, "server", engine.KindTunnelUp, 10*time.Second)
+}
+
+func TestServerDropsJunkWithoutState(t *testing.T) {
+	l := startLab(t, 30*time.Second)
+	l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
+	// An attacker: a second socket on the client's host.
+	c, err := l.client.ListenUDP(netip.MustParseAddrPort("198.18.0.2:6666"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := netip.MustParseAddrPort("203.0.113.1:51820")
+	stranger, _ := GenerateKey()
+	sPub := mustServerPub(t, l)
+	req, _, _ := Initiate(stranger, sPub, 1, time.Now(), nil)
+	junk := [][]byte{
+		{4, 1},                   // truncated
+		make([]byte, RequestLen), // bad version
+		append([]byte{1, 1, 0, 0}, make([]byte, RequestLen-4)...), // bad mac1
+		req, // valid mac, unknown client key
+		func() []byte { b := make([]byte, 40); putTransportHeader(b, TypeData, 12345, 0); return b }(), // unknown index
+	}
+	for _, b := range junk {
+		c.WriteToUDPAddrPort(b, srv)
+	}
+	idx := l.srv.Tunnels()[0].Index
+	forged := make([]byte, 60)
+	putTransportHeader(forged, TypeData, idx, 7)
+	c.WriteToUDPAddrPort(forged, srv) // right index, wrong tag
+	waitFor(t, func() bool {
+		d := l.srv.Drops()
+		return d[DropTruncated] == 1 && d[DropMalformed] == 1 && d[DropBadMAC] == 1 && d[DropUnknownKey] == 1 && d[DropUnknownIndex] == 1 && d[DropBadAuth] == 1
+	})
+	if n := len(l.srv.Tunnels()); n != 1 {
+		t.Fatalf("junk changed the tunnel table: %d tunnels", n)
+	}
+}
+
+func mustServerPub(t *testing.T, l *lab) PublicKey {
+	k, err := KeySource{File: l.srv.cfg.PrivateKeyFile}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return PublicKey(k.Public)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition not met within 3s")
+}

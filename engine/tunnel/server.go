@@ -1,0 +1,647 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// Defaults (docs/profiles.md).
+const (
+	DefaultPort          = 51820
+	DefaultMTU           = 1420
+	DefaultHeartbeat     = 15 * time.Second // below the 30 s UDP timeout common NATs use
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultHandshakeRate = 100
+	poolBucket           = "tunnel.pool"
+)
+
+// Drop counters (docs/protocols/tunnel.md "Receiving rules").
+const (
+	DropTruncated    = "truncated"
+	DropMalformed    = "malformed"
+	DropBadMAC       = "bad_mac"
+	DropBadAuth      = "bad_auth"
+	DropUnknownKey   = "unknown_key"
+	DropReplayed     = "replayed"
+	DropUnknownIndex = "unknown_index"
+	DropSpoofed      = "spoofed_source"
+	DropNoTunnel     = "no_tunnel"
+	CookieSent       = "cookie_sent"
+)
+
+// counters is a fixed set of named atomic counters.
+type counters struct {
+	m map[string]*atomic.Uint64
+}
+
+func newCounters(names ...string) counters {
+	c := counters{m: map[string]*atomic.Uint64{}}
+	for _, n := range names {
+		c.m[n] = new(atomic.Uint64)
+	}
+	return c
+}
+
+func (c counters) inc(name string) { c.m[name].Add(1) }
+
+func (c counters) snapshot() map[string]uint64 {
+	out := make(map[string]uint64, len(c.m))
+	for k, v := range c.m {
+		out[k] = v.Load()
+	}
+	return out
+}
+
+// Server is the tunnel_server role.
+type Server struct {
+	cfg profiles.TunnelServer
+
+	drops counters
+
+	mu      sync.RWMutex
+	byIndex map[uint32]*tunnelEntry
+	byAddr  map[netip.Addr]*tunnelEntry
+	byKey   map[PublicKey]*tunnelEntry
+	lastTS  map[PublicKey]uint64 // greatest request timestamp per authenticated key
+	allowed map[PublicKey]string
+	pool    *Pool
+	nat     map[string]engine.MappingRow // NAT table, by flow key
+
+	// run-time handles, set in Run
+	env  *engine.Env
+	conn engine.UDPConn
+	tun  engine.TUN
+}
+
+// tunnelEntry is one row of the tunnel index table.
+type tunnelEntry struct {
+	index uint32
+	key   PublicKey
+	name  string
+	addr  netip.Addr
+	sess  *Session
+
+	mu       sync.Mutex
+	endpoint netip.AddrPort
+	maxCtr   uint64
+	lastRecv time.Time
+
+	pktsIn, pktsOut, bytesIn, bytesOut atomic.Uint64
+}
+
+func (t *tunnelEntry) peer() netip.AddrPort {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.endpoint
+}
+
+// NewServer builds the role from its profile section.
+func NewServer(cfg profiles.TunnelServer) *Server {
+	return &Server{cfg: cfg, drops: newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropUnknownKey,
+		DropReplayed, DropUnknownIndex, DropSpoofed, DropNoTunnel, CookieSent)}
+}
+
+// Kind implements engine.Role.
+func (s *Server) Kind() string { return "tunnel_server" }
+
+func (s *Server) tunName() string {
+	if s.cfg.TUN != "" {
+		return s.cfg.TUN
+	}
+	return "tns0"
+}
+
+func (s *Server) mtu() int {
+	if s.cfg.MTU != 0 {
+		return s.cfg.MTU
+	}
+	return DefaultMTU
+}
+
+// Drops returns the drop counters (forged, replayed, truncated, ...).
+func (s *Server) Drops() map[string]uint64 { return s.drops.snapshot() }
+
+// Run implements engine.Role.
+func (s *Server) Run(ctx context.Context, env *engine.Env) error {
+	s.env = env
+	env.Progress.Plan("key", "tun", "nat", "listen", "serving")
+	key, err := KeySource{File: s.cfg.PrivateKeyFile, Env: s.cfg.PrivateKeyEnv, Generate: s.cfg.GenerateKey}.Load()
+	if err != nil {
+		return fmt.Errorf("tunnel server: %w", err)
+	}
+	pool, err := NewPool(s.cfg.Pool.Prefix)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pool, s.byIndex, s.byAddr, s.byKey = pool, map[uint32]*tunnelEntry{}, map[netip.Addr]*tunnelEntry{}, map[PublicKey]*tunnelEntry{}
+	s.lastTS, s.nat = map[PublicKey]uint64{}, map[string]engine.MappingRow{}
+	s.mu.Unlock()
+	s.loadAllowed()
+	s.restorePool()
+	env.Progress.Done("key")
+
+	if err := s.setupTUN(env, pool); err != nil {
+		return err
+	}
+	env.Progress.Done("tun")
+	natHost, err := s.setupNAT(env, pool)
+	if err != nil {
+		return err
+	}
+	env.Progress.Done("nat")
+	conn, err := env.Host.ListenUDP(s.cfg.Listen.AddrPort, engine.UDPOptions{})
+	if err != nil {
+		return fmt.Errorf("tunnel server: listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.conn = conn
+	env.Progress.Done("listen")
+	env.Progress.Done("serving")
+
+	rate := s.cfg.HandshakeRate
+	if rate == 0 {
+		rate = DefaultHandshakeRate
+	}
+	resp := NewResponder(key, rate)
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- s.udpLoop(ctx, resp) }()
+	go func() { defer wg.Done(); errc <- s.tunLoop(ctx) }()
+	s.housekeeping(ctx, natHost)
+	s.closeAll()
+	conn.Close()
+	s.tun.Close()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *Server) setupTUN(env *engine.Env, pool *Pool) error {
+	tun, err := env.Host.CreateTUN(s.tunName(), s.mtu())
+	if err != nil {
+		return fmt.Errorf("tunnel server: %w", err)
+	}
+	s.tun = tun
+	gw := netip.PrefixFrom(pool.Gateway(), pool.Prefix().Bits())
+	if err := env.AddAddress(tun.Name(), engine.Address{Prefix: gw}, "tunnel"); err != nil {
+		return fmt.Errorf("tunnel server: address %s on %s: %w", gw, tun.Name(), err)
+	}
+	if err := env.Host.SetLinkUp(tun.Name(), true); err != nil {
+		return fmt.Errorf("tunnel server: bring %s up: %w", tun.Name(), err)
+	}
+	if err := env.Host.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return fmt.Errorf("tunnel server: enable forwarding: %w", err)
+	}
+	return nil
+}
+
+// setupNAT programs source NAT for the pool out of the egress interface
+// and turns on conntrack accounting so the NAT table has counters.
+func (s *Server) setupNAT(env *engine.Env, pool *Pool) (engine.NATHost, error) {
+	nh, ok := env.Host.Host.(engine.NATHost)
+	if !ok {
+		if s.cfg.Egress != "" {
+			return nil, errors.New("tunnel server: this host cannot program NAT (no nftables support in its driver); remove egress or run on Linux")
+		}
+		return nil, nil
+	}
+	// Counters in the NAT table need accounting; without it they stay 0.
+	if err := env.Host.SetSysctl("net/netfilter/nf_conntrack_acct", "1"); err != nil {
+		env.Log.Warn("conntrack accounting unavailable; NAT table counters stay 0", "err", err)
+	}
+	if s.cfg.Egress == "" {
+		return nh, nil
+	}
+	remove, err := nh.AddMasquerade(engine.Masquerade{Name: "tunnel-" + s.tunName(), Source: pool.Prefix(), OutIface: s.cfg.Egress})
+	if err != nil {
+		return nil, fmt.Errorf("tunnel server: source NAT for %s out of %s: %w", pool.Prefix(), s.cfg.Egress, err)
+	}
+	env.Host.OnUndo("nft delete table ip fieldcon-tunnel-"+s.tunName(), remove)
+	return nh, nil
+}
+
+// loadAllowed reads the allowed client keys; files are read again when an
+// unknown key shows up (a lab client writes its key after the server starts).
+func (s *Server) loadAllowed() {
+	allowed := map[PublicKey]string{}
+	for _, c := range s.cfg.Clients {
+		var k PublicKey
+		var err error
+		if c.PublicKey != "" {
+			k, err = ParsePublicKey(c.PublicKey)
+		} else {
+			k, err = ReadPublicKeyFile(c.PublicKeyFile)
+		}
+		if err != nil {
+			continue // an absent lab key file is normal until the client starts
+		}
+		allowed[k] = c.Name
+	}
+	s.mu.Lock()
+	s.allowed = allowed
+	s.mu.Unlock()
+}
+
+func (s *Server) clientName(k PublicKey) (string, bool) {
+	s.mu.RLock()
+	name, ok := s.allowed[k]
+	s.mu.RUnlock()
+	if !ok {
+		s.loadAllowed()
+		s.mu.RLock()
+		name, ok = s.allowed[k]
+		s.mu.RUnlock()
+	}
+	return name, ok
+}
+
+func (s *Server) restorePool() {
+	if s.env.Store == nil {
+		return
+	}
+	err := s.env.Store.ForEach(poolBucket, func(_ string, v []byte) error {
+		var b Binding
+		if err := json.Unmarshal(v, &b); err != nil {
+			return err
+		}
+		s.pool.Restore(b)
+		return nil
+	})
+	if err != nil {
+		s.env.Log.Warn("tunnel pool not restored", "err", err)
+	}
+}
+
+func (s *Server) persist(b *Binding) error {
+	if s.env.Store == nil {
+		return nil
+	}
+	return s.env.Store.Put(poolBucket, b.Address.String(), b)
+}
+
+func (s *Server) unpersist(a netip.Addr) {
+	if s.env.Store != nil {
+		if err := s.env.Store.Delete(poolBucket, a.String()); err != nil {
+			s.env.Log.Warn("tunnel pool entry not deleted", "address", a, "err", err)
+		}
+	}
+}
+
+func (s *Server) udpLoop(ctx context.Context, resp *Responder) error {
+	buf := make([]byte, 65536)
+	out := make([]byte, 0, 65536)
+	for {
+		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("tunnel server: read: %w", err)
+		}
+		out = s.handle(buf[:n], from, time.Now(), resp, out[:0])
+	}
+}
+
+// handle processes one datagram; out is scratch space for replies.
+func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time, resp *Responder, out []byte) []byte {
+	typ, err := MessageType(b)
+	if err != nil {
+		s.countCodec(err)
+		return out
+	}
+	switch typ {
+	case TypeRequest:
+		s.handleRequest(b, from, now, resp)
+	case TypeData, TypeHeartbeat, TypeClose:
+		return s.handleTransport(b, from, now, out)
+	default:
+		s.drops.inc(DropMalformed) // responses and cookies go to clients
+	}
+	return out
+}
+
+func (s *Server) countCodec(err error) {
+	switch {
+	case errors.Is(err, ErrTruncated):
+		s.drops.inc(DropTruncated)
+	case errors.Is(err, ErrBadMAC):
+		s.drops.inc(DropBadMAC)
+	case errors.Is(err, ErrBadAuth):
+		s.drops.inc(DropBadAuth)
+	case errors.Is(err, ErrReplayed):
+		s.drops.inc(DropReplayed)
+	default:
+		s.drops.inc(DropMalformed)
+	}
+}
+
+func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, resp *Responder) {
+	acc, cookie, err := resp.Accept(b, from, now)
+	if cookie != nil {
+		s.drops.inc(CookieSent)
+		s.conn.WriteToUDPAddrPort(cookie, from)
+		return
+	}
+	if err != nil {
+		s.countCodec(err)
+		return
+	}
+	name, ok := s.clientName(acc.ClientKey)
+	if !ok {
+		s.drops.inc(DropUnknownKey)
+		return
+	}
+	s.mu.Lock()
+	if acc.Payload.Timestamp <= s.lastTS[acc.ClientKey] {
+		s.mu.Unlock()
+		s.drops.inc(DropReplayed)
+		return
+	}
+	s.lastTS[acc.ClientKey] = acc.Payload.Timestamp
+	old := s.byKey[acc.ClientKey]
+	if old != nil {
+		s.removeLocked(old)
+	}
+	binding, err := s.pool.Allocate(acc.ClientKey, name, now)
+	if err != nil {
+		s.mu.Unlock()
+		s.env.Error(fmt.Errorf("tunnel server: client %s: %w; widen the pool or wait for aging", name, err))
+		return
+	}
+	index := s.newIndexLocked()
+	binding.Index = index
+	s.mu.Unlock()
+	// The address is promised by the response: store it first (DESIGN.md).
+	if err := s.persist(binding); err != nil {
+		s.env.Error(fmt.Errorf("tunnel server: persist %s: %w", binding.Address, err))
+		return
+	}
+	hb := uint16(s.cfg.Heartbeat.Seconds())
+	asg := Assignment{
+		Address: netip.PrefixFrom(binding.Address, s.pool.Prefix().Bits()), Gateway: s.pool.Gateway(),
+		Heartbeat: hb, Idle: uint16(s.idle().Seconds()), MTU: uint16(s.mtu()),
+	}
+	msg, sess, err := acc.Respond(index, asg)
+	if err != nil {
+		s.env.Error(err)
+		return
+	}
+	t := &tunnelEntry{index: index, key: acc.ClientKey, name: name, addr: binding.Address, sess: sess, endpoint: from, lastRecv: now}
+	s.mu.Lock()
+	s.byIndex[index], s.byAddr[t.addr], s.byKey[t.key] = t, t, t
+	s.mu.Unlock()
+	s.conn.WriteToUDPAddrPort(msg, from)
+	f := engine.Fields{"index": index, "client": name, "endpoint": from.String(), "virtual": asg.Address.String()}
+	if old != nil {
+		f["replaces"] = old.index
+	}
+	s.env.Emit.Emit(engine.KindTunnelUp, f)
+}
+
+// closeAll tells every client the server is going away, so they reconnect
+// without waiting for silence.
+func (s *Server) closeAll() {
+	s.mu.RLock()
+	list := make([]*tunnelEntry, 0, len(s.byIndex))
+	for _, t := range s.byIndex {
+		list = append(list, t)
+	}
+	s.mu.RUnlock()
+	for _, t := range list {
+		s.send(t, TypeClose, nil)
+	}
+}
+
+func (s *Server) idle() time.Duration { return s.cfg.IdleTimeout.Or(DefaultIdleTimeout) }
+
+// newIndexLocked picks a random non-zero index no tunnel uses.
+func (s *Server) newIndexLocked() uint32 {
+	var b [4]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		i := binary.BigEndian.Uint32(b[:])
+		if _, used := s.byIndex[i]; i != 0 && !used {
+			return i
+		}
+	}
+}
+
+func (s *Server) removeLocked(t *tunnelEntry) {
+	delete(s.byIndex, t.index)
+	if s.byAddr[t.addr] == t {
+		delete(s.byAddr, t.addr)
+	}
+	if s.byKey[t.key] == t {
+		delete(s.byKey, t.key)
+	}
+}
+
+func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, out []byte) []byte {
+	tr, err := ParseTransport(b)
+	if err != nil {
+		s.countCodec(err)
+		return out
+	}
+	s.mu.RLock()
+	t := s.byIndex[tr.Receiver]
+	s.mu.RUnlock()
+	if t == nil {
+		s.drops.inc(DropUnknownIndex)
+		return out
+	}
+	pt, err := t.sess.Open(out[:0], tr)
+	if err != nil {
+		s.countCodec(err)
+		return out
+	}
+	s.authenticated(t, tr.Counter, from, now)
+	t.pktsIn.Add(1)
+	t.bytesIn.Add(uint64(len(pt)))
+	switch tr.Type {
+	case TypeData:
+		if src, ok := ipv4Src(pt); !ok || src != t.addr {
+			// A client may only send from the address it was given; no
+			// spoofing other tunnels' (or anybody's) addresses.
+			s.drops.inc(DropSpoofed)
+			return pt
+		}
+		s.tun.Write(pt)
+	case TypeHeartbeat:
+		s.send(t, TypeHeartbeat, nil)
+	case TypeClose:
+		s.drop(t, engine.KindTunnelDown, "closed by client")
+	}
+	return pt
+}
+
+// authenticated records a verified message: liveness, and roaming when it
+// is the newest message and came from another endpoint.
+func (s *Server) authenticated(t *tunnelEntry, ctr uint64, from netip.AddrPort, now time.Time) {
+	t.mu.Lock()
+	t.lastRecv = now
+	roamed := false
+	var prev netip.AddrPort
+	if ctr >= t.maxCtr {
+		t.maxCtr = ctr
+		if from != t.endpoint {
+			prev, t.endpoint, roamed = t.endpoint, from, true
+		}
+	}
+	t.mu.Unlock()
+	if roamed {
+		s.env.Emit.Emit(engine.KindTunnelRoamed, engine.Fields{"index": t.index, "client": t.name, "from": prev.String(), "to": from.String()})
+	}
+}
+
+func (s *Server) send(t *tunnelEntry, typ byte, pt []byte) {
+	msg := t.sess.Seal(make([]byte, 0, len(pt)+TransportOverhead), typ, pt)
+	s.conn.WriteToUDPAddrPort(msg, t.peer())
+	t.pktsOut.Add(1)
+	t.bytesOut.Add(uint64(len(pt)))
+}
+
+// drop removes a tunnel and frees its address.
+func (s *Server) drop(t *tunnelEntry, kind, reason string) {
+	s.mu.Lock()
+	if s.byIndex[t.index] != t {
+		s.mu.Unlock()
+		return
+	}
+	s.removeLocked(t)
+	s.pool.Free(t.addr)
+	s.mu.Unlock()
+	s.unpersist(t.addr)
+	s.env.Emit.Emit(kind, engine.Fields{"index": t.index, "client": t.name, "virtual": t.addr.String(), "endpoint": t.peer().String(), "reason": reason})
+}
+
+func (s *Server) tunLoop(ctx context.Context) error {
+	buf := make([]byte, 65536)
+	out := make([]byte, 0, 65536+TransportOverhead)
+	for {
+		n, err := s.tun.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("tunnel server: read %s: %w", s.tunName(), err)
+		}
+		pkt := buf[:n]
+		dst, ok := ipv4Dst(pkt)
+		if !ok {
+			s.drops.inc(DropNoTunnel)
+			continue
+		}
+		s.mu.RLock()
+		t := s.byAddr[dst]
+		s.mu.RUnlock()
+		if t == nil {
+			s.drops.inc(DropNoTunnel)
+			continue
+		}
+		out = t.sess.Seal(out[:0], TypeData, pkt)
+		s.conn.WriteToUDPAddrPort(out, t.peer())
+		t.pktsOut.Add(1)
+		t.bytesOut.Add(uint64(n))
+	}
+}
+
+// housekeeping ages silent tunnels and refreshes the NAT table until ctx ends.
+func (s *Server) housekeeping(ctx context.Context, nh engine.NATHost) {
+	age := time.NewTicker(time.Second)
+	defer age.Stop()
+	natEvery := s.cfg.NATInterval.Or(time.Second)
+	nat := time.NewTicker(natEvery)
+	defer nat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-age.C:
+			s.age(now)
+		case <-nat.C:
+			if nh != nil {
+				s.refreshNAT(nh)
+			}
+		}
+	}
+}
+
+// age removes tunnels silent for longer than the idle timeout, and frees
+// restored bindings whose client never came back.
+func (s *Server) age(now time.Time) {
+	idle := s.idle()
+	s.mu.RLock()
+	var dead []*tunnelEntry
+	for _, t := range s.byIndex {
+		t.mu.Lock()
+		if now.Sub(t.lastRecv) > idle {
+			dead = append(dead, t)
+		}
+		t.mu.Unlock()
+	}
+	var stale []netip.Addr
+	for _, b := range s.pool.Bindings() {
+		if _, live := s.byAddr[b.Address]; !live && now.Sub(b.Seen) > idle {
+			stale = append(stale, b.Address)
+		}
+	}
+	s.mu.RUnlock()
+	for _, t := range dead {
+		s.drop(t, engine.KindTunnelAged, fmt.Sprintf("no heartbeat for %s", idle))
+	}
+	for _, a := range stale {
+		s.mu.Lock()
+		s.pool.Free(a)
+		s.mu.Unlock()
+		s.unpersist(a)
+	}
+}
+
+// Report implements engine.Reporter: the tunnel index table and the NAT table.
+func (s *Server) Report(ns *engine.NodeSnapshot) {
+	ns.Tunnels = append(ns.Tunnels, s.Tunnels()...)
+	ns.Mappings = append(ns.Mappings, s.Mappings()...)
+}
+
+// Tunnels returns the tunnel index table, by index.
+func (s *Server) Tunnels() []engine.TunnelRow {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rows := make([]engine.TunnelRow, 0, len(s.byIndex))
+	for _, t := range s.byIndex {
+		t.mu.Lock()
+		rows = append(rows, engine.TunnelRow{
+			Index: t.index, Endpoint: t.endpoint.String(), Virtual: t.addr.String(), LastHeartbeat: t.lastRecv,
+			PacketsIn: t.pktsIn.Load(), PacketsOut: t.pktsOut.Load(), BytesIn: t.bytesIn.Load(), BytesOut: t.bytesOut.Load(),
+		})
+		t.mu.Unlock()
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Index < rows[j].Index })
+	return rows
+}
