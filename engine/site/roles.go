@@ -3,6 +3,7 @@ package site
 import (
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/static"
+	"github.com/fieldcon/fieldcon/engine/tunnel"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -12,6 +13,15 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	var roles []engine.Role
 	if n.Static != nil {
 		roles = append(roles, static.New(*n.Static))
+	}
+	if n.NATGateway != nil {
+		roles = append(roles, tunnel.NewNATGateway(*n.NATGateway))
+	}
+	if n.TunnelServer != nil {
+		roles = append(roles, tunnel.NewServer(*n.TunnelServer))
+	}
+	if n.TunnelClient != nil {
+		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
 	}
 	return roles, nil
 }
