@@ -104,7 +104,8 @@ func TestValidName(t *testing.T) {
 	if err := lab.Down(""); err == nil {
 		t.Error("Down with an empty lab name succeeded")
 	}
-	if labtest.UniqueName("t") == labtest.UniqueName("t") || len(labtest.UniqueName("averyveryverylongprefix")) > 20 {
+	first, second := labtest.UniqueName("t"), labtest.UniqueName("t")
+	if first == second || len(labtest.UniqueName("averyveryverylongprefix")) > 20 || lab.ValidName(first) != nil {
 		t.Error("UniqueName is not unique or too long")
 	}
 }
