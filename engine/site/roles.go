@@ -2,6 +2,8 @@ package site
 
 import (
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/arbitrate"
+	"github.com/fieldcon/fieldcon/engine/rhcp"
 	"github.com/fieldcon/fieldcon/engine/static"
 	"github.com/fieldcon/fieldcon/engine/tunnel"
 	"github.com/fieldcon/fieldcon/profiles"
@@ -14,6 +16,18 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	if n.Static != nil {
 		roles = append(roles, static.New(*n.Static))
 	}
+	if n.AccessRouter != nil {
+		roles = append(roles, rhcp.NewAccessRouter(*n.AccessRouter))
+	}
+	if n.Dnsmasq != nil {
+		roles = append(roles, rhcp.NewDnsmasq(*n.Dnsmasq))
+	}
+	if n.RHCPServer != nil {
+		roles = append(roles, rhcp.NewServer(*n.RHCPServer))
+	}
+	if n.RHCPClient != nil {
+		roles = append(roles, rhcp.NewClient(*n.RHCPClient, rhcp.DHCPAcquirer{}))
+	}
 	if n.NATGateway != nil {
 		roles = append(roles, tunnel.NewNATGateway(*n.NATGateway))
 	}
@@ -23,5 +37,5 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	if n.TunnelClient != nil {
 		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
 	}
-	return roles, nil
+	return arbitrate.Wrap(n.Mechanisms, roles), nil
 }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+)
+
+func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: fieldcon lab up|down|status -p PROFILE [--lab-name NAME] [--json]")
+		return exitUsage
+	}
+	verb := args[0]
+	var f siteFlags
+	fs := newFlags("lab "+verb+" -p PROFILE [--json]", stderr)
+	f.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return exitUsage
+	}
+	p, err := f.loadProfile()
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon: %v\n", err)
+		return exitUsage
+	}
+	if p.Lab == nil {
+		fmt.Fprintf(stderr, "fieldcon: profile %s has no [lab] section\n", p.Source)
+		return exitUsage
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "fieldcon: labs need root for network namespaces: run with sudo")
+		return exitUsage
+	}
+	name := f.lab(p)
+	var l *lab.Lab
+	switch verb {
+	case "up":
+		l, err = lab.Up(ctx, p, name)
+	case "down":
+		if err = lab.Down(name); err == nil {
+			fmt.Fprintf(stdout, "lab %s removed\n", name)
+			return exitOK
+		}
+	case "status":
+		l, err = lab.Status(name)
+	default:
+		fmt.Fprintf(stderr, "fieldcon: unknown lab command %q; want up, down or status\n", verb)
+		return exitUsage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon: lab %s: %v\n", verb, err)
+		return exitFailure
+	}
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(l)
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "lab %s (%d nodes)\n", l.Name, len(l.Nodes))
+	for _, n := range l.Nodes {
+		fmt.Fprintf(stdout, "  %-12s netns %s\n", n.Name, n.Netns)
+		for _, ln := range n.Links {
+			state := "down"
+			if ln.Up {
+				state = "up"
+			}
+			fmt.Fprintf(stdout, "    %-10s %-4s mtu %-5d peer %-14s %v\n", ln.Name, state, ln.MTU, ln.Peer, ln.Addresses)
+		}
+	}
+	return exitOK
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/fieldcon/fieldcon/engine"
+)
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f siteFlags
+	fs := newFlags("run -p PROFILE [--node N] [--lab] [--json] [--for D]", stderr)
+	f.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON event per line")
+	dur := fs.Duration("for", 0, "stop after this long (default: until interrupted)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	bus := engine.NewBus(10000)
+	sub := bus.Subscribe(65536, true)
+	var wg sync.WaitGroup
+	failed := false
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		failed = printEvents(sub.C, stdout, *asJSON)
+	}()
+	code := runSite(ctx, &f, bus, *dur, stderr)
+	bus.Close()
+	wg.Wait()
+	if code == exitOK && failed {
+		code = exitFailure
+	}
+	return code
+}
+
+// runSite opens the site, runs it until ctx ends or dur passes, and tears it
+// down (undo, lab removal).
+func runSite(ctx context.Context, f *siteFlags, bus *engine.Bus, dur time.Duration, stderr io.Writer) int {
+	s, err := f.open(ctx, bus)
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	if dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, dur)
+		defer cancel()
+	}
+	code := exitOK
+	if err := s.site.Engine.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "fieldcon: undo: %v\n", err)
+		code = exitFailure
+	}
+	if err := s.close(); err != nil {
+		fmt.Fprintf(stderr, "fieldcon: lab down: %v\n", err)
+		code = exitFailure
+	}
+	return code
+}
+
+// printEvents writes events until c closes; it reports whether any role
+// failed (an error event).
+func printEvents(c <-chan engine.Event, w io.Writer, asJSON bool) (failed bool) {
+	enc := json.NewEncoder(w)
+	for e := range c {
+		if e.Kind == engine.KindError {
+			failed = true
+		}
+		if asJSON {
+			enc.Encode(e)
+			continue
+		}
+		fmt.Fprintln(w, formatEvent(e))
+	}
+	return failed
+}
+
+// formatEvent is the human one-line form: time node kind key=value...
+func formatEvent(e engine.Event) string {
+	s := fmt.Sprintf("%s %-8s %-22s", e.Time.Format("15:04:05.000"), e.Node, e.Kind)
+	for _, k := range e.FieldNames() {
+		s += fmt.Sprintf(" %s=%v", k, e.Fields[k])
+	}
+	return s
+}

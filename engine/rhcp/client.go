@@ -1,0 +1,409 @@
+package rhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// FormalAcquirer obtains the formal address of RHCP+DHCP: unicast DHCP to
+// the server the probe named, client-id = ESN, the device acting as its own
+// relay from its temporary address (DESIGN.md "Notes from the field"). It
+// returns the leased address with its prefix length and does not configure
+// it.
+type FormalAcquirer interface {
+	AcquireFormal(ctx context.Context, env *engine.Env, req FormalRequest) (netip.Prefix, error)
+}
+
+// FormalRequest is what a FormalAcquirer needs.
+type FormalRequest struct {
+	Iface    string
+	ClientID string
+	// Server is the DHCP server named in the probe.
+	Server netip.Addr
+	// Relay is the temporary address: the giaddr of the requests and where
+	// the replies come back.
+	Relay netip.Addr
+}
+
+// Client is the rhcp_client role: a device on a point-to-point link waiting
+// for its maintenance address (spec CN102244689A claims 1–3, 5).
+type Client struct {
+	cfg      profiles.RHCPClient
+	key      KeySource
+	port     uint16
+	acquirer FormalAcquirer
+
+	mu        sync.Mutex
+	temporary map[string]bool // address (CIDR) → temporary
+	now       func() time.Time
+}
+
+// NewClient builds the role from its profile section. acquirer is used for
+// RHCP+DHCP; nil leaves the device with the probed address only.
+func NewClient(cfg profiles.RHCPClient, acquirer FormalAcquirer) *Client {
+	return &Client{cfg: cfg, key: KeySource{File: cfg.KeyFile, Env: cfg.KeyEnv, Generate: cfg.GenerateKey},
+		port: portOr(cfg.Port), acquirer: acquirer, temporary: map[string]bool{}, now: time.Now}
+}
+
+// Kind implements engine.Role.
+func (c *Client) Kind() string { return "rhcp_client" }
+
+// Persistent implements engine.Persister: a commissioned address usually stays.
+func (c *Client) Persistent() bool { return c.cfg.Persist }
+
+// Temporary reports whether an address the role added (CIDR) is an RHCP
+// temporary address that DHCP will replace; arbitration does not count it as
+// formal.
+func (c *Client) Temporary(address string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.temporary[address]
+}
+
+func (c *Client) dhcpEnabled() bool {
+	return c.acquirer != nil && (c.cfg.DHCP == nil || *c.cfg.DHCP)
+}
+
+// clientRun is the state of one Run.
+type clientRun struct {
+	*Client
+	env   *engine.Env
+	key   []byte
+	check ProbeCheck
+	seq   Sequencer
+
+	addr   netip.Prefix // the RHCP address configured, if any
+	formal netip.Prefix // the DHCP formal address, if any
+	conn   engine.UDPConn
+	acks   chan *Message
+}
+
+// Run implements engine.Role.
+func (c *Client) Run(ctx context.Context, env *engine.Env) error {
+	env.Progress.Plan("link address", "listening", "probe received", "address configured", "routes configured", "stop sent")
+	key, err := c.key.Load()
+	if err != nil {
+		return err
+	}
+	r := &clientRun{Client: c, env: env, key: key, check: ProbeCheck{ClientID: c.cfg.ClientID}}
+	defer r.closeConn()
+	if l := c.cfg.Link; l != nil {
+		// The IPCP step (RFC 1332) on a veth stand-in: the link address the
+		// access router's side assigns.
+		if err := env.AddAddress(c.cfg.Iface, engine.Address{Prefix: l.Address.Prefix, Peer: l.Peer.Prefix}, "ipcp"); err != nil {
+			return fmt.Errorf("rhcp_client: link address %s on %s: %w", l.Address, c.cfg.Iface, err)
+		}
+	}
+	if l, err := env.Host.LinkByName(c.cfg.Iface); err != nil {
+		return fmt.Errorf("rhcp_client: interface %s: %w", c.cfg.Iface, err)
+	} else if !l.Up {
+		if err := env.Host.SetLinkUp(c.cfg.Iface, true); err != nil {
+			return fmt.Errorf("rhcp_client: bring %s up: %w", c.cfg.Iface, err)
+		}
+	}
+	env.Progress.Done("link address")
+	pc, err := env.Host.OpenPacket(c.cfg.Iface, engine.PacketOptions{Protocol: engine.EthIPv4, Cooked: true})
+	if err != nil {
+		return fmt.Errorf("rhcp_client: packet socket on %s: %w", c.cfg.Iface, err)
+	}
+	defer pc.Close()
+	env.Progress.Done("listening")
+	probes := make(chan Datagram, 64)
+	go readProbes(ctx, pc, c.port, probes)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case d, ok := <-probes:
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("rhcp_client: packet socket on %s closed", c.cfg.Iface)
+			}
+			if err := r.onProbe(ctx, d); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				env.Error(err)
+			}
+		}
+	}
+}
+
+// readProbes lifts UDP datagrams to port from the packet socket: the kernel
+// drops a probe for an address the device does not own yet, but the
+// AF_PACKET socket has seen it (DESIGN.md "Notes from the field").
+func readProbes(ctx context.Context, pc engine.PacketConn, port uint16, out chan<- Datagram) {
+	defer close(out)
+	eth := pc.LinkType() == 1
+	buf := make([]byte, 65536)
+	for {
+		n, info, err := pc.ReadPacket(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+				continue
+			}
+			return
+		}
+		if info.Direction == engine.DirOut {
+			continue
+		}
+		d, err := ParseFrame(buf[:n], eth)
+		if err != nil || d.Dst.Port() != port {
+			continue
+		}
+		d.Payload = append([]byte(nil), d.Payload...)
+		select {
+		case out <- d:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (r *clientRun) reject(d Datagram, reason string, m *Message) {
+	f := engine.Fields{"reason": reason, "from": d.Src.String(), "dst": d.Dst.Addr().String()}
+	if m != nil {
+		f["client_id"], f["seq"] = m.ClientID, m.Sequence
+	}
+	r.env.Emit.Emit(engine.KindRHCPProbeRejected, f)
+}
+
+func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
+	m, err := Parse(d.Payload, r.key)
+	if err != nil {
+		r.reject(d, Reason(err), nil)
+		return nil
+	}
+	if reason := r.check.Check(m, r.now()); reason != "" {
+		r.reject(d, reason, m)
+		return nil
+	}
+	r.env.Emit.Emit(engine.KindRHCPProbeReceived, engine.Fields{"client_id": m.ClientID, "address": m.Address.String(),
+		"server": m.Server.String(), "seq": m.Sequence, "dst": d.Dst.Addr().String()})
+	r.env.Progress.Done("probe received")
+	switch {
+	case r.formal.IsValid():
+		// RHCP+DHCP finished: the temporary address is gone; a late probe
+		// for it (the server had not stored the release yet) changes nothing.
+		return nil
+	case r.addr == m.Address:
+		// The server did not get our stop: send it again.
+		return r.sendStop(m)
+	case r.addr.IsValid():
+		// Re-addressed by the server: drop the old address first.
+		if err := r.env.DelAddress(r.cfg.Iface, engine.Address{Prefix: r.addr}, "rhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
+			return fmt.Errorf("rhcp_client: remove %s: %w", r.addr, err)
+		}
+		r.closeConn()
+		r.addr = netip.Prefix{}
+	}
+	if err := r.configure(m); err != nil {
+		return err
+	}
+	if err := r.sendStop(m); err != nil {
+		return err
+	}
+	if m.DHCPServer.IsValid() && r.dhcpEnabled() {
+		return r.formalDHCP(ctx, m)
+	}
+	return nil
+}
+
+// configure applies the probe: address, then routes (spec claim 2).
+func (r *clientRun) configure(m *Message) error {
+	iface := r.cfg.Iface
+	temporary := m.DHCPServer.IsValid() && r.dhcpEnabled()
+	if temporary {
+		// The formal address will be a secondary of the same subnet; without
+		// promote_secondaries, removing the temporary (primary) address
+		// would take it down too.
+		if err := r.env.Host.SetSysctl("net/ipv4/conf/"+iface+"/promote_secondaries", "1"); err != nil {
+			return fmt.Errorf("rhcp_client: promote_secondaries on %s: %w", iface, err)
+		}
+	}
+	r.mu.Lock()
+	r.temporary[m.Address.String()] = temporary
+	r.mu.Unlock()
+	if err := r.env.AddAddress(iface, engine.Address{Prefix: m.Address}, "rhcp"); err != nil {
+		return fmt.Errorf("rhcp_client: add %s on %s: %w", m.Address, iface, err)
+	}
+	r.addr = m.Address
+	r.env.Progress.Done("address configured")
+	for _, rt := range probeRoutes(m, iface) {
+		if err := r.env.AddRoute(rt, "rhcp"); err != nil {
+			return fmt.Errorf("rhcp_client: route %s: %w", rt.Dst, err)
+		}
+	}
+	r.env.Progress.Done("routes configured")
+	return nil
+}
+
+// probeRoutes turns the probe's routes into kernel routes on iface, adding a
+// host route to the servers the device must reach when no route covers them.
+func probeRoutes(m *Message, iface string) []engine.Route {
+	var out []engine.Route
+	covered := func(a netip.Addr) bool {
+		if !a.IsValid() || m.Address.Contains(a) {
+			return true
+		}
+		for _, r := range m.Routes {
+			if r.Dst.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	add := func(dst netip.Prefix, via netip.Addr) {
+		if !via.IsValid() {
+			via = m.Gateway
+		}
+		rt := engine.Route{Dst: dst.Masked(), Dev: iface}
+		if via.IsValid() {
+			rt.Gateway, rt.OnLink = via, true
+		}
+		out = append(out, rt)
+	}
+	for _, r := range m.Routes {
+		add(r.Dst, r.Via)
+	}
+	for _, a := range []netip.Addr{m.Server, m.DHCPServer} {
+		if !covered(a) {
+			add(engine.StaticPrefix(a), netip.Addr{})
+		}
+	}
+	return out
+}
+
+// openConn binds the UDP socket stops and releases go out of: the address
+// just configured, so the server sees the device's new address.
+func (r *clientRun) openConn(a netip.Addr) error {
+	r.closeConn()
+	conn, err := r.env.Host.ListenUDP(netip.AddrPortFrom(a, r.port), engine.UDPOptions{Device: r.cfg.Iface, ReuseAddr: true})
+	if err != nil {
+		return fmt.Errorf("rhcp_client: bind %s:%d: %w", a, r.port, err)
+	}
+	r.conn = conn
+	r.acks = make(chan *Message, 8)
+	go func(conn engine.UDPConn, acks chan<- *Message) {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				return
+			}
+			// Probes reach this socket too once the address is ours; they
+			// are handled from the packet socket.
+			if m, err := Parse(buf[:n], r.key); err == nil && m.Type == TypeAck && m.ClientID == r.cfg.ClientID {
+				select {
+				case acks <- m:
+				default:
+				}
+			}
+		}
+	}(conn, r.acks)
+	return nil
+}
+
+func (r *clientRun) closeConn() {
+	if r.conn != nil {
+		r.conn.Close()
+		r.conn = nil
+	}
+}
+
+func (r *clientRun) sendStop(probe *Message) error {
+	if r.conn == nil {
+		if err := r.openConn(r.addr.Addr()); err != nil {
+			return err
+		}
+	}
+	seq := r.seq.Next(r.now())
+	b, err := (&Message{Type: TypeStop, ClientID: r.cfg.ClientID, Address: r.addr, Sequence: seq, AckSeq: probe.Sequence}).Marshal(r.key)
+	if err != nil {
+		return err
+	}
+	to := netip.AddrPortFrom(probe.Server, r.port)
+	if _, err := r.conn.WriteToUDPAddrPort(b, to); err != nil {
+		return fmt.Errorf("rhcp_client: send stop to %s: %w", to, err)
+	}
+	r.env.Emit.Emit(engine.KindRHCPStopSent, engine.Fields{"client_id": r.cfg.ClientID, "address": r.addr.String(), "server": to.String(), "seq": seq})
+	r.env.Progress.Done("stop sent")
+	return nil
+}
+
+// formalDHCP is the RHCP+DHCP tail (spec claim 3): formal address by unicast
+// DHCP, then the temporary one goes and the server is told to reclaim it.
+func (r *clientRun) formalDHCP(ctx context.Context, probe *Message) error {
+	r.env.Progress.Plan("link address", "listening", "probe received", "address configured", "routes configured", "stop sent",
+		"dhcp formal address", "temporary released", "server reclaimed")
+	for _, s := range []string{"link address", "listening", "probe received", "address configured", "routes configured", "stop sent"} {
+		r.env.Progress.Done(s)
+	}
+	formal, err := r.acquirer.AcquireFormal(ctx, r.env, FormalRequest{Iface: r.cfg.Iface, ClientID: r.cfg.ClientID,
+		Server: probe.DHCPServer, Relay: r.addr.Addr()})
+	if err != nil {
+		return fmt.Errorf("rhcp_client: unicast DHCP to %s: %w", probe.DHCPServer, err)
+	}
+	if err := r.env.AddAddress(r.cfg.Iface, engine.Address{Prefix: formal}, "dhcp"); err != nil {
+		return fmt.Errorf("rhcp_client: add formal %s: %w", formal, err)
+	}
+	r.formal = formal
+	r.env.Progress.Done("dhcp formal address")
+	r.closeConn()
+	temp := r.addr
+	if err := r.env.DelAddress(r.cfg.Iface, engine.Address{Prefix: temp}, "rhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
+		return fmt.Errorf("rhcp_client: remove temporary %s: %w", temp, err)
+	}
+	r.env.Progress.Done("temporary released")
+	if err := r.openConn(formal.Addr()); err != nil {
+		return err
+	}
+	return r.release(ctx, probe.Server, temp, formal)
+}
+
+// release tells the server the temporary address is free, repeating until it
+// acknowledges (the datagram may be lost).
+func (r *clientRun) release(ctx context.Context, server netip.Addr, temp, formal netip.Prefix) error {
+	to := netip.AddrPortFrom(server, r.port)
+	for try := 0; try < 10; try++ {
+		seq := r.seq.Next(r.now())
+		b, err := (&Message{Type: TypeRelease, ClientID: r.cfg.ClientID, Address: temp, Formal: formal, Sequence: seq}).Marshal(r.key)
+		if err != nil {
+			return err
+		}
+		if _, err := r.conn.WriteToUDPAddrPort(b, to); err != nil {
+			return fmt.Errorf("rhcp_client: send release to %s: %w", to, err)
+		}
+		r.env.Emit.Emit(engine.KindRHCPStopSent, engine.Fields{"client_id": r.cfg.ClientID, "type": "release",
+			"address": temp.String(), "formal": formal.String(), "server": to.String(), "seq": seq})
+		timeout := time.NewTimer(time.Duration(500+250*try) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			timeout.Stop()
+			return ctx.Err()
+		case a := <-r.acks:
+			timeout.Stop()
+			if a.AckSeq <= seq {
+				r.env.Progress.Done("server reclaimed")
+				return nil
+			}
+		case <-timeout.C:
+		}
+	}
+	return fmt.Errorf("rhcp_client: server %s did not acknowledge the release of %s after 10 tries; it keeps the address allocated", server, temp)
+}
