@@ -437,6 +437,9 @@ func TestLabtestUp(t *testing.T) {
 	}
 	out := labtest.Exec(t, l.Netns("router"), "ip", "-o", "link", "show")
 	mustContain(t, out, "eth0@", "eth1@")
+	if lk, err := labtest.Host(t, l, "device").LinkByName("eth0"); err != nil || lk.Up || lk.MTU != 1500 {
+		t.Errorf("device eth0 through labtest.Host: %+v, %v; want down, MTU 1500", lk, err)
+	}
 }
 
 const netemLab = `

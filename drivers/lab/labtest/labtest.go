@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/drivers/linux"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -111,6 +112,17 @@ func Up(t testing.TB, p *profiles.Profile) *lab.Lab {
 		}
 	})
 	return l
+}
+
+// Host opens the linux host of a lab node, closed when the test ends.
+func Host(t testing.TB, l *lab.Lab, node string) *linux.Host {
+	t.Helper()
+	h, err := linux.Open(l.Netns(node))
+	if err != nil {
+		t.Fatalf("open node %s of lab %s: %v", node, l.Name, err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
 }
 
 // Exec runs a command inside a namespace (`ip netns exec NETNS args...`),
