@@ -450,7 +450,7 @@ func TestUDPBetweenNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(buf[:n]) != "probe" || from.Addr().Unmap() != netip.MustParseAddr("192.0.2.1") {
+	if string(buf[:n]) != "probe" || from.Addr() != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("got %q from %s, want \"probe\" from 192.0.2.1", buf[:n], from)
 	}
 	// And back.
@@ -460,6 +460,28 @@ func TestUDPBetweenNamespaces(t *testing.T) {
 	cli.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if n, _, err = cli.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "stop" {
 		t.Errorf("reply %q, %v; want \"stop\"", buf[:n], err)
+	}
+
+	// IPv6, bound to "::".
+	run(t, "ip", "-n", ha.Name(), "addr", "add", "2001:db8::1/64", "dev", "a0", "nodad")
+	run(t, "ip", "-n", b, "addr", "add", "2001:db8::2/64", "dev", "b0", "nodad")
+	srv6, err := hb.ListenUDP(netip.MustParseAddrPort("[::]:0"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv6.Close()
+	cli6, err := ha.ListenUDP(netip.MustParseAddrPort("[2001:db8::1]:0"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli6.Close()
+	dst6 := netip.AddrPortFrom(netip.MustParseAddr("2001:db8::2"), uint16(srv6.LocalAddr().(*net.UDPAddr).Port))
+	if _, err := cli6.WriteToUDPAddrPort([]byte("v6"), dst6); err != nil {
+		t.Fatal(err)
+	}
+	srv6.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, from, err = srv6.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "v6" || from.Addr() != netip.MustParseAddr("2001:db8::1") {
+		t.Errorf("IPv6 got %q from %s, %v", buf[:n], from, err)
 	}
 }
 

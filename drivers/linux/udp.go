@@ -12,16 +12,16 @@ import (
 	"github.com/fieldcon/fieldcon/engine"
 )
 
-// udpNetwork picks the socket family from the local address: an IPv4 or
-// IPv6 address fixes it, an invalid (unset) one gives a dual-stack socket.
+// udpNetwork picks the socket family from the local address. An unset
+// address means IPv4, like the fake driver: a dual-stack socket would report
+// IPv4 peers as IPv4-mapped IPv6 addresses (::ffff:192.0.2.1), which compare
+// unequal to the netip.Addr a role expects. IPv6 needs an IPv6 address, "::"
+// for any.
 func udpNetwork(a netip.Addr) string {
-	switch {
-	case !a.IsValid():
-		return "udp"
-	case a.Is4() || a.Is4In6():
-		return "udp4"
+	if a.Is6() && !a.Is4In6() {
+		return "udp6"
 	}
-	return "udp6"
+	return "udp4"
 }
 
 func (opt udpControl) control(_, _ string, c syscall.RawConn) error {
@@ -60,15 +60,15 @@ func (opt udpControl) control(_, _ string, c syscall.RawConn) error {
 type udpControl engine.UDPOptions
 
 // ListenUDP opens a UDP socket inside the namespace, bound to laddr (an
-// unset address binds every address; port 0 picks one). The result is a
-// *net.UDPConn.
+// unset address binds every IPv4 address, "::" every IPv6 one; port 0 picks
+// one). The result is a *net.UDPConn.
 //
 // Equivalent to: `ip netns exec $ns socat UDP-RECVFROM:$port,bind=$addr[,so-bindtodevice=$dev][,broadcast][,reuseaddr] ...`
 func (h *Host) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UDPConn, error) {
 	lc := net.ListenConfig{Control: udpControl(opt).control}
 	addr := ""
 	if laddr.Addr().IsValid() {
-		addr = laddr.Addr().String()
+		addr = laddr.Addr().Unmap().String()
 	}
 	addr = net.JoinHostPort(addr, fmt.Sprint(laddr.Port()))
 	var pc net.PacketConn

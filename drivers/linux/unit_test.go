@@ -62,7 +62,7 @@ func TestNames(t *testing.T) {
 	if nudString(netlink.NUD_PERMANENT) != "PERMANENT" || nudString(netlink.NUD_STALE) != "STALE" || nudString(0) != "NONE" {
 		t.Error("nudString")
 	}
-	for a, want := range map[string]string{"": "udp", "192.0.2.1": "udp4", "0.0.0.0": "udp4", "2001:db8::1": "udp6", "::": "udp6"} {
+	for a, want := range map[string]string{"": "udp4", "192.0.2.1": "udp4", "0.0.0.0": "udp4", "::ffff:192.0.2.1": "udp4", "2001:db8::1": "udp6", "::": "udp6"} {
 		var addr netip.Addr
 		if a != "" {
 			addr = netip.MustParseAddr(a)
