@@ -200,11 +200,20 @@ const scanChunk = 16384
 // RangeFiltered returns up to n summaries matching f (nil matches all) with
 // sequence numbers from `from` on, oldest first.
 func (r *Ring) RangeFiltered(f *Filter, from uint64, n int) []Summary {
-	var out []Summary
+	out, _, _ := r.Follow(f, from, n)
+	return out
+}
+
+// Follow is RangeFiltered for readers that print what arrives: it also
+// returns the sequence number to continue from (past every summary it
+// looked at, matching or not) and how many summaries between `from` and the
+// oldest held were overwritten before the reader got to them.
+func (r *Ring) Follow(f *Filter, from uint64, n int) (out []Summary, next, missed uint64) {
 	for n > 0 {
 		r.mu.RLock()
 		first := r.next - uint64(len(r.sums))
 		if from < first {
+			missed += first - from
 			from = first
 		}
 		end := min(r.next, from+scanChunk)
@@ -222,7 +231,7 @@ func (r *Ring) RangeFiltered(f *Filter, from uint64, n int) []Summary {
 			break
 		}
 	}
-	return out
+	return out, from, missed
 }
 
 // Before returns up to n summaries matching f (nil matches all) with

@@ -238,7 +238,11 @@ func writeDetail(b *strings.Builder, s *Summary) {
 			fmt.Fprintf(b, " id %d seq %d", s.SrcPort, s.DstPort)
 		}
 	case ProtoICMPv6:
-		fmt.Fprintf(b, " %s", layers.CreateICMPv6TypeCode(s.Type, s.Code))
+		if n, ok := icmpv6Names[s.Type]; ok {
+			b.WriteString(" " + n)
+		} else {
+			fmt.Fprintf(b, " %s", layers.CreateICMPv6TypeCode(s.Type, s.Code))
+		}
 	case ProtoTCP:
 		b.WriteString(" [")
 		b.WriteString(tcpFlags(s.Type))
@@ -263,6 +267,10 @@ func writeDetail(b *strings.Builder, s *Summary) {
 		fmt.Fprintf(b, " %s index %d", tunnelTypeName(s.Type), s.ID)
 	}
 }
+
+// icmpv6Names names the ICMPv6 types gopacket leaves as numbers: MLD
+// (RFC 2710, RFC 3810 §5.2), which every IPv6 interface sends when it comes up.
+var icmpv6Names = map[uint8]string{130: "MLDQuery", 131: "MLDReport", 132: "MLDDone", 143: "MLDv2Report"}
 
 // tcpFlags renders the TCP flag byte the way tcpdump does (S, F, R, P, ., U, E, W).
 func tcpFlags(f uint8) string {

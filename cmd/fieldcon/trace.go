@@ -1,0 +1,458 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/drivers/linux"
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/trace"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+const traceUsage = "trace -p PROFILE [--lab] [--node N] [-i IFACE] [-f FILTER] [-w FILE.pcapng] [--for D] [--run]"
+
+// traceFlags are fieldcon trace's own flags.
+type traceFlags struct {
+	site   siteFlags
+	ifaces stringList
+	filter string
+	write  string
+	dur    time.Duration
+	run    bool
+	json   bool
+	ring   int
+}
+
+func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var tf traceFlags
+	fs := newFlags(traceUsage, stderr)
+	tf.site.register(fs)
+	fs.Var(&tf.ifaces, "i", "capture only this interface (repeatable; default every interface but lo)")
+	fs.StringVar(&tf.filter, "f", "", "show only packets matching this filter, e.g. 'rhcp and node=router', 'udp.port==67', 'not arp'")
+	fs.StringVar(&tf.write, "w", "", "at the end, write the captured packets that match the filter to this pcapng file")
+	fs.DurationVar(&tf.dur, "for", 0, "stop after this long (default: until interrupted)")
+	fs.BoolVar(&tf.run, "run", false, "also run the profile's roles and print their events among the packets")
+	fs.BoolVar(&tf.json, "json", false, "print one JSON object per packet or event")
+	fs.IntVar(&tf.ring, "ring", 0, "packet summaries kept in memory (default 1048576)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon trace: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	flt, err := trace.ParseFilter(tf.filter)
+	if err != nil {
+		printFilterError(stderr, tf.filter, err)
+		return exitUsage
+	}
+	if tf.dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, tf.dur)
+		defer cancel()
+	}
+	err = runTrace(ctx, &tf, flt, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon trace: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	return exitOK
+}
+
+// printFilterError shows the filter with a caret under the offending column.
+func printFilterError(w io.Writer, expr string, err error) {
+	fmt.Fprintf(w, "fieldcon trace: bad filter: %v\n", err)
+	var se *trace.SyntaxError
+	if errors.As(err, &se) {
+		fmt.Fprintf(w, "  %s\n  %s^\n", expr, strings.Repeat(" ", se.Pos))
+	}
+}
+
+// tracedNode is a node whose interfaces are captured.
+type tracedNode struct {
+	name   string
+	netns  string
+	host   engine.Host
+	opened bool // we opened host and close it
+}
+
+func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, stderr io.Writer) error {
+	var (
+		nodes []tracedNode
+		sess  *session
+		bus   *engine.Bus
+		p     *profiles.Profile
+		err   error
+	)
+	if tf.run {
+		bus = engine.NewBus(10000)
+		if sess, err = tf.site.open(ctx, bus); err != nil {
+			return err
+		}
+		p = sess.profile
+		for _, n := range p.Nodes {
+			if h, ok := sess.site.Hosts[n.Name]; ok {
+				nodes = append(nodes, tracedNode{name: n.Name, netns: sess.site.Netns[n.Name], host: h})
+			}
+		}
+	} else {
+		if p, err = tf.site.loadProfile(); err != nil {
+			return err
+		}
+		if nodes, err = openTraceHosts(p, &tf.site); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		for _, n := range nodes {
+			if n.opened {
+				n.host.Close()
+			}
+		}
+	}()
+	nodes = uniqueNamespaces(nodes)
+
+	ts := trace.NewSession(trace.SessionConfig{Ring: trace.RingConfig{Summaries: tf.ring}, Decoder: trace.OptionsFromProfile(p)})
+	cctx, stopCapture := context.WithCancel(ctx)
+	defer stopCapture()
+	if err := startCaptures(cctx, ts, nodes, tf.ifaces); err != nil {
+		ts.StopAll()
+		if sess != nil {
+			sess.close()
+		}
+		return err
+	}
+	out := &traceOutput{w: stdout, json: tf.json, ring: ts.Ring(), filter: flt}
+	fmt.Fprintf(stderr, "fieldcon trace: capturing on %s\n", describeCaptures(ts.Capturing()))
+
+	var wg sync.WaitGroup
+	var runErr error
+	if sess != nil {
+		sub := bus.Subscribe(65536, true)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for e := range sub.C {
+				out.event(e)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			runErr = sess.site.Engine.Run(ctx)
+			bus.Close()
+		}()
+	}
+	watchAddresses(ctx, nodes, out)
+	ts.StopAll()
+	out.drain()
+	wg.Wait()
+
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, fmt.Errorf("undo: %w", runErr))
+	}
+	if sess != nil {
+		if err := sess.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := ts.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	r := ts.Ring()
+	fmt.Fprintf(stderr, "fieldcon trace: %d packets captured, %d shown, %d dropped from the ring\n", r.Next(), out.shown, r.Dropped())
+	if tf.write != "" {
+		if err := exportTrace(r, flt, tf.write, stderr); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openTraceHosts opens the hosts of the nodes to trace without running
+// anything: the lab's namespaces with --lab, else the current namespace.
+func openTraceHosts(p *profiles.Profile, f *siteFlags) ([]tracedNode, error) {
+	names := []string(f.nodes)
+	for _, n := range names {
+		if p.Node(n) == nil {
+			return nil, usageError{fmt.Errorf("profile %s has no node %q", p.Name, n)}
+		}
+	}
+	if !f.useLab {
+		// One machine: the current namespace, named after the node asked
+		// for, or the profile's only node.
+		name := "local"
+		if len(names) > 0 {
+			name = names[0]
+		} else if len(p.Nodes) == 1 {
+			name = p.Nodes[0].Name
+		}
+		h, err := linux.Open("")
+		if err != nil {
+			return nil, err
+		}
+		return []tracedNode{{name: name, host: h, opened: true}}, nil
+	}
+	if p.Lab == nil {
+		return nil, usageError{fmt.Errorf("profile %s has no [lab] section; trace without --lab on this machine's interfaces", p.Source)}
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("tracing a lab needs root for its network namespaces: run with sudo")
+	}
+	labName := f.lab(p)
+	if !lab.Exists(labName) {
+		return nil, fmt.Errorf("lab %s is not up: start it with `fieldcon run -p %s --lab` (or `fieldcon lab up`), or add --run to run it here", labName, p.Source)
+	}
+	if len(names) == 0 {
+		for _, n := range p.Nodes {
+			names = append(names, n.Name)
+		}
+	}
+	var nodes []tracedNode
+	for _, n := range names {
+		ns := lab.NetnsName(labName, n)
+		h, err := linux.Open(ns)
+		if err != nil {
+			for _, o := range nodes {
+				o.host.Close()
+			}
+			return nil, fmt.Errorf("node %s: %w", n, err)
+		}
+		nodes = append(nodes, tracedNode{name: n, netns: ns, host: h, opened: true})
+	}
+	return nodes, nil
+}
+
+// uniqueNamespaces keeps one node per namespace: without a lab every node
+// is the same machine, and its interfaces are captured once.
+func uniqueNamespaces(nodes []tracedNode) []tracedNode {
+	seen := map[string]bool{}
+	var out []tracedNode
+	for _, n := range nodes {
+		if seen[n.netns] {
+			continue
+		}
+		seen[n.netns] = true
+		out = append(out, n)
+	}
+	return out
+}
+
+func startCaptures(ctx context.Context, ts *trace.Session, nodes []tracedNode, ifaces []string) error {
+	if len(ifaces) == 0 {
+		var errs []error
+		for _, n := range nodes {
+			if err := ts.StartAll(ctx, n.host, n.name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(ts.Capturing()) == 0 {
+			return errors.Join(append(errs, errors.New("no interface to capture on"))...)
+		}
+		return nil
+	}
+	for _, i := range ifaces {
+		found := false
+		for _, n := range nodes {
+			if _, err := n.host.LinkByName(i); err != nil {
+				continue
+			}
+			if err := ts.Start(ctx, n.host, n.name, i); err != nil {
+				return err
+			}
+			found = true
+		}
+		if !found {
+			return usageError{fmt.Errorf("no traced node has an interface %q", i)}
+		}
+	}
+	return nil
+}
+
+func describeCaptures(ifs []trace.Interface) string {
+	var parts []string
+	for _, i := range ifs {
+		parts = append(parts, i.Node+"/"+i.Name)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// watchAddresses prints the packets as they arrive and, every quarter
+// second, the addresses that appeared on or left the traced nodes, until
+// ctx ends: a trace shows an address appear right after the packet that
+// caused it.
+func watchAddresses(ctx context.Context, nodes []tracedNode, out *traceOutput) {
+	prev := make([]map[string]bool, len(nodes))
+	for i, n := range nodes {
+		prev[i] = hostAddresses(n.host)
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-out.ring.Notify():
+			out.packets()
+		case <-tick.C:
+			out.packets()
+			for i, n := range nodes {
+				cur := hostAddresses(n.host)
+				out.addressChanges(n.name, prev[i], cur)
+				prev[i] = cur
+			}
+		}
+	}
+}
+
+// hostAddresses lists "iface address" of every interface of h.
+func hostAddresses(h engine.Host) map[string]bool {
+	out := map[string]bool{}
+	links, err := h.Links()
+	if err != nil {
+		return out
+	}
+	for _, l := range links {
+		addrs, err := h.Addresses(l.Name)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			out[l.Name+" "+a.Prefix.String()] = true
+		}
+	}
+	return out
+}
+
+// traceOutput serialises packet, event and address lines on one writer.
+type traceOutput struct {
+	mu     sync.Mutex
+	w      io.Writer
+	json   bool
+	ring   *trace.Ring
+	filter *trace.Filter
+	next   uint64
+	shown  int
+}
+
+// packets prints the summaries that arrived since the last call.
+func (o *traceOutput) packets() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for {
+		sums, next, missed := o.ring.Follow(o.filter, o.next, 4096)
+		o.next = next
+		if missed > 0 {
+			fmt.Fprintf(o.w, "--- %d packets dropped from the ring before they were shown\n", missed)
+		}
+		// Captures on several interfaces fill the ring in the order their
+		// goroutines ran; print each batch in capture-time order.
+		sort.SliceStable(sums, func(i, j int) bool { return sums[i].Time < sums[j].Time })
+		for i := range sums {
+			o.printPacket(&sums[i])
+		}
+		if len(sums) < 4096 {
+			return
+		}
+	}
+}
+
+func (o *traceOutput) drain() { o.packets() }
+
+func (o *traceOutput) printPacket(s *trace.Summary) {
+	o.shown++
+	line := o.ring.Line(s)
+	if !o.json {
+		fmt.Fprintln(o.w, line)
+		return
+	}
+	ifc := trace.Interface{}
+	if ifs := o.ring.Interfaces(); int(s.Iface) < len(ifs) {
+		ifc = ifs[s.Iface]
+	}
+	json.NewEncoder(o.w).Encode(map[string]any{
+		"time": time.Unix(0, s.Time).UTC().Format(time.RFC3339Nano), "node": ifc.Node, "kind": "packet",
+		"iface": ifc.Name, "seq": s.Seq, "proto": s.Proto.String(), "len": s.Len,
+		"dir": engine.Direction(s.Dir).String(), "summary": line,
+	})
+}
+
+func (o *traceOutput) event(e engine.Event) {
+	o.packets() // the packets that led to the event come first
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.json {
+		json.NewEncoder(o.w).Encode(e)
+		return
+	}
+	fmt.Fprintf(o.w, "%s %s EVENT %s", e.Time.UTC().Format("15:04:05.000000"), e.Node, e.Kind)
+	for _, k := range e.FieldNames() {
+		fmt.Fprintf(o.w, " %s=%v", k, e.Fields[k])
+	}
+	fmt.Fprintln(o.w)
+}
+
+func (o *traceOutput) addressChanges(node string, prev, cur map[string]bool) {
+	var lines []string
+	now := time.Now().UTC().Format("15:04:05.000000")
+	for k := range cur {
+		if !prev[k] {
+			lines = append(lines, fmt.Sprintf("%s %s %s ADDRESS + %s", now, node, strings.Fields(k)[0], strings.Fields(k)[1]))
+		}
+	}
+	for k := range prev {
+		if !cur[k] {
+			lines = append(lines, fmt.Sprintf("%s %s %s ADDRESS - %s", now, node, strings.Fields(k)[0], strings.Fields(k)[1]))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	sort.Strings(lines)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, l := range lines {
+		if o.json {
+			f := strings.Fields(l)
+			json.NewEncoder(o.w).Encode(map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "node": node,
+				"kind":  map[string]string{"+": engine.KindAddressAdded, "-": engine.KindAddressRemoved}[f[4]],
+				"iface": f[2], "address": f[5], "observed": true})
+			continue
+		}
+		fmt.Fprintln(o.w, l)
+	}
+}
+
+func exportTrace(r *trace.Ring, flt *trace.Filter, path string, stderr io.Writer) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	res, err := r.WritePcapng(f, flt)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("export %s: %w", path, err)
+	}
+	fmt.Fprintf(stderr, "fieldcon trace: wrote %d packets to %s", res.Packets, path)
+	if res.Missing > 0 {
+		fmt.Fprintf(stderr, " (%d older packets had left the ring's byte buffer)", res.Missing)
+	}
+	fmt.Fprintln(stderr)
+	return nil
+}
