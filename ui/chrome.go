@@ -1,0 +1,124 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/lipgloss"
+)
+
+// renderHeader: profile, node, host, lab or real interfaces, clock.
+func (m *Model) renderHeader(w int) string {
+	st := &m.st
+	mode := st.Lab.Render("REAL IFACES")
+	if m.opt.Lab {
+		mode = st.Lab.Render("LAB")
+	}
+	node := m.ov.selectedNode(m)
+	if node == "" {
+		node = "-"
+	}
+	parts := []string{
+		st.Header.Render("fieldcon"),
+		st.HeaderKey.Render("profile ") + m.opt.Profile,
+		st.HeaderKey.Render("node ") + node,
+		st.HeaderKey.Render("host ") + m.opt.Host,
+		mode,
+	}
+	left := strings.Join(parts, "  ")
+	clock := m.now.Format("15:04:05")
+	gap := w - lipgloss.Width(left) - lipgloss.Width(clock)
+	if gap < 1 {
+		return clip(left, w)
+	}
+	return left + strings.Repeat(" ", gap) + clock
+}
+
+func (m *Model) renderTabs(w int) string {
+	var b strings.Builder
+	for i, name := range viewNames {
+		label := fmt.Sprintf("%d %s", i+1, name)
+		if viewID(i) == m.view && !m.help {
+			b.WriteString(m.st.TabActive.Render("[" + label + "]"))
+		} else {
+			b.WriteString(m.st.Tab.Render(" " + label + " "))
+		}
+		b.WriteByte(' ')
+	}
+	return clip(strings.TrimRight(b.String(), " "), w)
+}
+
+func (m *Model) renderStatus(w int) string {
+	if m.status == "" {
+		return ""
+	}
+	if m.statusErr {
+		return clip(m.st.Err.Render("! "+m.status), w)
+	}
+	return clip(m.st.OK.Render(m.status), w)
+}
+
+// renderFooter: the current view's key hints, then the global ones, as many
+// as fit.
+func (m *Model) renderFooter(w int) string {
+	var bs []key.Binding
+	if m.help {
+		bs = []key.Binding{m.keys.Esc, m.keys.Quit}
+	} else {
+		bs = append(m.panes[m.view].hints(m), m.keys.Next, m.keys.Help, m.keys.Quit)
+	}
+	var b strings.Builder
+	width := 0
+	for _, k := range bs {
+		h := k.Help()
+		item := m.st.Key.Render(h.Key) + " " + m.st.Dim.Render(h.Desc)
+		iw := lipgloss.Width(item) + 2
+		if width+iw > w {
+			break
+		}
+		if width > 0 {
+			b.WriteString("  ")
+		}
+		b.WriteString(item)
+		width += iw
+	}
+	return b.String()
+}
+
+func (m *Model) renderHelp(w int) string {
+	k := &m.keys
+	sections := []struct {
+		title string
+		keys  []key.Binding
+	}{
+		{"views", append([]key.Binding{k.Next, k.Prev}, k.Views...)},
+		{"always", []key.Binding{k.Help, k.Esc, k.Quit}},
+		{"lists", []key.Binding{k.Up, k.Down, k.PgUp, k.PgDown, k.Top, k.Bottom}},
+		{"overview", []key.Binding{k.Restart, k.Reprobe}},
+		{"trace", []key.Binding{k.Follow, k.Pause, k.Filter, k.Detail, k.Export, k.Node, k.Iface}},
+		{"nat", []key.Binding{k.Sort, k.Reverse}},
+		{"leases", []key.Binding{k.ForceRenew}},
+		{"topology", []key.Binding{k.Flap}},
+		{"log", []key.Binding{k.Node, k.Kind, k.Filter, k.Follow}},
+	}
+	var b strings.Builder
+	b.WriteString(m.st.Title.Render("Keys") + m.st.Dim.Render("  (esc or ? closes)") + "\n")
+	for _, s := range sections {
+		items := make([]string, len(s.keys))
+		for i, kb := range s.keys {
+			h := kb.Help()
+			items[i] = m.st.Key.Render(h.Key) + " " + h.Desc + " "
+		}
+		first := m.st.Title.Render(fmt.Sprintf("%-9s", s.title))
+		for _, l := range wrapItems(first, strings.Repeat(" ", 9), items, w) {
+			b.WriteString(l + "\n")
+		}
+	}
+	b.WriteString("\n" + m.st.Title.Render("Trace filter") + "  e.g. " + m.st.Key.Render("rhcp") + ", " +
+		m.st.Key.Render("dhcp.type == ack") + ", " + m.st.Key.Render("ip.addr == 203.0.113.0/24 and not arp") + "\n")
+	b.WriteString(m.st.Dim.Render("  protocols: eth arp ip ipv6 icmp icmpv6 udp tcp dhcp rhcp tunnel malformed truncated") + "\n")
+	b.WriteString(m.st.Dim.Render("  fields: ip.addr ip.src ip.dst port udp.port tcp.port dhcp.type dhcp.xid rhcp.type") + "\n")
+	b.WriteString(m.st.Dim.Render("  rhcp.addr tunnel.index node iface dir len; ops == != < <= > >=; and or not ()"))
+	return b.String()
+}

@@ -1,0 +1,131 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/fieldcon/fieldcon/engine"
+)
+
+// leasesPane: addresses the engine configured (RHCP temporary/formal, hop
+// addresses with lifetimes), each DHCP client's lease with T1/T2/expiry
+// countdowns, the DHCP servers' leases and the RHCP servers' allocations.
+type leasesPane struct {
+	list sectioned
+}
+
+// serverLease is a selectable DHCP server lease: FORCERENEW goes to it.
+type serverLease struct {
+	node   string
+	client string
+}
+
+func (p *leasesPane) typing() bool { return false }
+
+func (p *leasesPane) hints(m *Model) []key.Binding {
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.ForceRenew}
+}
+
+func (p *leasesPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
+	if p.list.move(&m.keys, msg) {
+		return nil
+	}
+	if !key.Matches(msg, m.keys.ForceRenew) {
+		return nil
+	}
+	sl, ok := p.list.selected().(serverLease)
+	if !ok || m.opt.Actions.ForceRenew == nil {
+		return m.unavailable("FORCERENEW (select a DHCP server lease)")
+	}
+	f := m.opt.Actions.ForceRenew
+	return m.action(fmt.Sprintf("FORCERENEW from %s to %s", sl.node, sl.client), func(ctx context.Context) error {
+		return f(ctx, sl.node, sl.client)
+	})
+}
+
+var (
+	addrCols   = []column{{"NODE", 8}, {"IFACE", 8}, {"ADDRESS", 26}, {"SOURCE", 6}, {"KIND", 9}, {"PREF", -7}, {"VALID", -7}}
+	clientCols = []column{{"NODE", 8}, {"ADDRESS", 18}, {"SERVER", 15}, {"STATE", 9}, {"T1", -7}, {"T2", -7}, {"EXPIRES", -7}}
+	serverCols = []column{{"NODE", 8}, {"ADDRESS", 15}, {"CLIENT-ID", 17}, {"MAC", 17}, {"STATE", 8}, {"EXPIRES", -7}}
+	probeCols  = []column{{"NODE", 8}, {"CLIENT-ID", 20}, {"ADDRESS", 18}, {"STATE", 10}, {"SENT", -5}, {"LAST", -9}}
+)
+
+func lifetime(d time.Duration) string {
+	if d == 0 {
+		return "forever"
+	}
+	return short(d)
+}
+
+func (p *leasesPane) render(m *Model, w, h int) string {
+	st := &m.st
+	l := &p.list
+	l.reset()
+	now := m.now
+	type section struct {
+		title string
+		cols  []column
+		rows  func(n *engine.NodeSnapshot)
+		empty string
+	}
+	sections := []section{
+		{"Addresses", addrCols, func(n *engine.NodeSnapshot) {
+			for _, a := range n.Addresses {
+				kind := "formal"
+				if a.Temporary {
+					kind = "temporary"
+				}
+				l.row(tableLine(addrCols, []string{n.Name, a.Iface, a.Address, a.Source, kind, lifetime(a.Preferred), lifetime(a.Valid)}), a)
+			}
+		}, "no addresses configured yet"},
+		{"DHCP client leases", clientCols, func(n *engine.NodeSnapshot) {
+			for _, r := range n.Leases {
+				if r.Role != "client" {
+					continue
+				}
+				l.row(tableLine(clientCols, []string{n.Name, r.Address, r.Server, r.State,
+					countdown(now, r.T1), countdown(now, r.T2), countdown(now, r.Expiry)}), r)
+			}
+		}, "not in this profile"},
+		{"DHCP server leases", serverCols, func(n *engine.NodeSnapshot) {
+			for _, r := range n.Leases {
+				if r.Role != "server" {
+					continue
+				}
+				id := r.ClientID
+				if id == "" {
+					id = r.MAC
+				}
+				l.row(tableLine(serverCols, []string{n.Name, r.Address, r.ClientID, r.MAC, r.State, countdown(now, r.Expiry)}),
+					serverLease{node: n.Name, client: id})
+			}
+		}, "not in this profile"},
+		{"RHCP allocations", probeCols, func(n *engine.NodeSnapshot) {
+			for _, r := range n.Probes {
+				l.row(tableLine(probeCols, []string{n.Name, r.ClientID, r.Address, r.State, fmt.Sprint(r.Sent), ago(now, r.LastSent)}), r)
+			}
+		}, "not in this profile"},
+	}
+	caps := []string{"", "dhcp", "dhcp", "rhcp_server"}
+	for i, s := range sections {
+		l.line(st.Title.Render(s.title))
+		before := len(l.items)
+		l.line("  " + tableHeader(st, s.cols))
+		for j := range m.snap.Nodes {
+			s.rows(&m.snap.Nodes[j])
+		}
+		if len(l.items) == before+1 {
+			l.items = l.items[:before]
+			msg := s.empty
+			if caps[i] != "" && hasCapability(&m.snap, caps[i]) {
+				msg = "none yet"
+			}
+			l.line(st.Dim.Render("  " + msg))
+		}
+	}
+	return l.render(st, h)
+}

@@ -1,0 +1,211 @@
+package ui
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/fieldcon/fieldcon/engine"
+)
+
+// natPane: the tunnel server's NAT table (conntrack joined with the tunnel
+// index), live, sortable by column, with counters; and the tunnel index table.
+type natPane struct {
+	cur     cursor
+	sortCol int
+	desc    bool
+	rows    []natRow
+}
+
+// natWide is the width from which the NAT table shows every column.
+const natWide = 120
+
+type natRow struct {
+	node string
+	engine.MappingRow
+}
+
+// natField is one column of the NAT table: header, cell and order.
+type natField struct {
+	column
+	cell func(r *natRow) string
+	cmp  func(a, b *natRow) int
+}
+
+func cmpU64(f func(r *natRow) uint64) func(a, b *natRow) int {
+	return func(a, b *natRow) int { return cmp.Compare(f(a), f(b)) }
+}
+
+func natFields(wide bool) []natField {
+	addr := 18
+	if wide {
+		addr = 21
+	}
+	pktOut := func(r *natRow) uint64 { return r.PacketsOut }
+	pktIn := func(r *natRow) uint64 { return r.PacketsIn }
+	byteOut := func(r *natRow) uint64 { return r.BytesOut }
+	byteIn := func(r *natRow) uint64 { return r.BytesIn }
+	fs := []natField{
+		{column{"IDX", -3}, func(r *natRow) string { return fmt.Sprint(r.TunnelIndex) },
+			func(a, b *natRow) int { return cmp.Compare(a.TunnelIndex, b.TunnelIndex) }},
+		{column{"PROT", 4}, func(r *natRow) string { return r.Protocol },
+			func(a, b *natRow) int { return cmp.Compare(a.Protocol, b.Protocol) }},
+		{column{"VIRTUAL", addr}, func(r *natRow) string { return r.Virtual },
+			func(a, b *natRow) int { return cmpAddrPort(a.Virtual, b.Virtual) }},
+		{column{"TRANSLATED", addr}, func(r *natRow) string { return r.Translated },
+			func(a, b *natRow) int { return cmpAddrPort(a.Translated, b.Translated) }},
+		{column{"DESTINATION", addr}, func(r *natRow) string { return r.Destination },
+			func(a, b *natRow) int { return cmpAddrPort(a.Destination, b.Destination) }},
+	}
+	if !wide {
+		// 80 columns: one packet and one byte column, both directions summed.
+		return append(fs,
+			natField{column{"PKTS", -5}, func(r *natRow) string { return si(r.PacketsOut + r.PacketsIn) },
+				cmpU64(func(r *natRow) uint64 { return r.PacketsOut + r.PacketsIn })},
+			natField{column{"BYTES", -5}, func(r *natRow) string { return si(r.BytesOut + r.BytesIn) },
+				cmpU64(func(r *natRow) uint64 { return r.BytesOut + r.BytesIn })})
+	}
+	return append([]natField{{column{"NODE", 8}, func(r *natRow) string { return r.node },
+		func(a, b *natRow) int { return cmp.Compare(a.node, b.node) }}}, append(fs,
+		natField{column{"STATE", 11}, func(r *natRow) string { return r.State },
+			func(a, b *natRow) int { return cmp.Compare(a.State, b.State) }},
+		natField{column{"PKT↑", -6}, func(r *natRow) string { return si(r.PacketsOut) }, cmpU64(pktOut)},
+		natField{column{"BYTE↑", -6}, func(r *natRow) string { return si(r.BytesOut) }, cmpU64(byteOut)},
+		natField{column{"PKT↓", -6}, func(r *natRow) string { return si(r.PacketsIn) }, cmpU64(pktIn)},
+		natField{column{"BYTE↓", -6}, func(r *natRow) string { return si(r.BytesIn) }, cmpU64(byteIn)},
+	)...)
+}
+
+// cmpAddrPort orders "addr:port" strings numerically when they parse.
+func cmpAddrPort(a, b string) int {
+	pa, ea := netip.ParseAddrPort(a)
+	pb, eb := netip.ParseAddrPort(b)
+	if ea != nil || eb != nil {
+		return cmp.Compare(a, b)
+	}
+	return pa.Compare(pb)
+}
+
+func (p *natPane) typing() bool { return false }
+
+func (p *natPane) hints(m *Model) []key.Binding {
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Sort, m.keys.Reverse}
+}
+
+func (p *natPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
+	switch {
+	case key.Matches(msg, m.keys.Sort):
+		p.sortCol = (p.sortCol + 1) % len(natFields(m.width >= natWide))
+	case key.Matches(msg, m.keys.Reverse):
+		p.desc = !p.desc
+	default:
+		p.cur.move(&m.keys, msg, len(p.rows), 0)
+	}
+	return nil
+}
+
+// hasCapability reports whether any node runs a role of the capability
+// (role kinds start with the capability: "tunnel_server", "rhcp_client").
+func hasCapability(s *engine.Snapshot, prefix string) bool {
+	for _, n := range s.Nodes {
+		for _, r := range n.Roles {
+			if strings.HasPrefix(r.Kind, prefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *natPane) render(m *Model, w, h int) string {
+	st := &m.st
+	var tunnels int
+	p.rows = p.rows[:0]
+	for _, n := range m.snap.Nodes {
+		for _, r := range n.Mappings {
+			p.rows = append(p.rows, natRow{n.Name, r})
+		}
+		tunnels += len(n.Tunnels)
+	}
+	if len(p.rows) == 0 && tunnels == 0 && !hasCapability(&m.snap, "tunnel") {
+		return st.Dim.Render("NAT: not in this profile (no tunnel server among its nodes)")
+	}
+	fields := natFields(w >= natWide)
+	p.sortCol %= len(fields)
+	cols := make([]column, len(fields))
+	for i, f := range fields {
+		cols[i] = f.column
+	}
+	by := fields[p.sortCol].cmp
+	slices.SortStableFunc(p.rows, func(a, b natRow) int {
+		if p.desc {
+			return by(&b, &a)
+		}
+		return by(&a, &b)
+	})
+	var po, bo, pi, bi uint64
+	for _, r := range p.rows {
+		po, bo, pi, bi = po+r.PacketsOut, bo+r.BytesOut, pi+r.PacketsIn, bi+r.BytesIn
+	}
+	dir := "↑"
+	if p.desc {
+		dir = "↓"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %d mappings  %d tunnels  out %s pkts %s B  in %s pkts %s B  %s\n",
+		st.Title.Render("NAT"), len(p.rows), tunnels, si(po), si(bo), si(pi), si(bi),
+		st.Dim.Render("sort "+fields[p.sortCol].title+" "+dir))
+	b.WriteString("  " + tableHeader(st, cols) + "\n")
+	tunH := 0
+	if tunnels > 0 {
+		tunH = min(tunnels, 5) + 2
+	}
+	listH := max(h-2-tunH, 1)
+	p.cur.clamp(len(p.rows), listH)
+	for i := p.cur.off; i < len(p.rows) && i < p.cur.off+listH; i++ {
+		r := &p.rows[i]
+		cells := make([]string, len(fields))
+		for j, f := range fields {
+			cells[j] = f.cell(r)
+		}
+		line := marker(i == p.cur.sel) + tableLine(cols, cells)
+		if i == p.cur.sel {
+			line = st.Selected.Render(line)
+		}
+		b.WriteString(line + "\n")
+	}
+	if len(p.rows) == 0 {
+		b.WriteString(st.Dim.Render("  no mappings yet: they appear when tunnel traffic crosses the server") + "\n")
+	}
+	if tunnels > 0 {
+		b.WriteString(p.tunnelTable(m))
+	}
+	return b.String()
+}
+
+var tunnelCols = []column{{"IDX", -3}, {"ENDPOINT (as seen)", 21}, {"VIRTUAL", 18}, {"HEARTBEAT", 9}, {"PKT↓", -5}, {"PKT↑", -5}, {"BYTE↓", -5}, {"BYTE↑", -5}}
+
+func (p *natPane) tunnelTable(m *Model) string {
+	st := &m.st
+	var b strings.Builder
+	b.WriteString("\n  " + tableHeader(st, tunnelCols) + "\n")
+	n := 0
+	for _, node := range m.snap.Nodes {
+		for _, t := range node.Tunnels {
+			if n == 5 {
+				return b.String()
+			}
+			n++
+			b.WriteString("  " + tableLine(tunnelCols, []string{
+				fmt.Sprint(t.Index), t.Endpoint, t.Virtual, ago(m.now, t.LastHeartbeat),
+				si(t.PacketsIn), si(t.PacketsOut), si(t.BytesIn), si(t.BytesOut),
+			}) + "\n")
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,284 @@
+package ui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/fieldcon/fieldcon/engine"
+)
+
+// overviewPane: every node, its roles, each mechanism's progress as steps,
+// the winning mechanism, and errors with what to do.
+type overviewPane struct {
+	cur cursor
+	// rows are the selectable (node, role) pairs of the last snapshot.
+	rows []roleRef
+	// lastErr is each node's newest error event, kept because a role that
+	// reports and carries on leaves no trace in its status.
+	lastErr map[string]string
+}
+
+type roleRef struct{ node, role string }
+
+func (p *overviewPane) typing() bool { return false }
+
+func (p *overviewPane) refresh(m *Model) {
+	p.rows = p.rows[:0]
+	for _, n := range m.snap.Nodes {
+		if len(n.Roles) == 0 {
+			p.rows = append(p.rows, roleRef{node: n.Name})
+		}
+		for _, r := range n.Roles {
+			p.rows = append(p.rows, roleRef{n.Name, r.Kind})
+		}
+	}
+	p.cur.clamp(len(p.rows), 0)
+}
+
+// noteEvents keeps the newest error or conflict of each node.
+func (p *overviewPane) noteEvents(evs []engine.Event) {
+	for _, e := range evs {
+		if e.Kind != engine.KindError && e.Kind != engine.KindConflictDetected {
+			continue
+		}
+		if p.lastErr == nil {
+			p.lastErr = map[string]string{}
+		}
+		msg, _ := e.Fields["message"].(string)
+		if e.Kind == engine.KindConflictDetected {
+			msg = "address conflict: " + eventLine(&e)
+		}
+		if r, ok := e.Fields["role"].(string); ok && r != "" {
+			msg = r + ": " + msg
+		}
+		p.lastErr[e.Node] = msg
+	}
+}
+
+func (p *overviewPane) selected() (roleRef, bool) {
+	if p.cur.sel < len(p.rows) {
+		return p.rows[p.cur.sel], true
+	}
+	return roleRef{}, false
+}
+
+func (p *overviewPane) selectedNode(m *Model) string {
+	if r, ok := p.selected(); ok {
+		return r.node
+	}
+	return ""
+}
+
+func (p *overviewPane) hints(m *Model) []key.Binding {
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Restart, m.keys.Reprobe}
+}
+
+func (p *overviewPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
+	if p.cur.move(&m.keys, msg, len(p.rows), 0) {
+		return nil
+	}
+	sel, ok := p.selected()
+	switch {
+	case key.Matches(msg, m.keys.Restart):
+		if !ok || sel.role == "" || m.opt.Actions.Restart == nil {
+			return m.unavailable("restart")
+		}
+		f := m.opt.Actions.Restart
+		return m.action(fmt.Sprintf("restart %s on %s", sel.role, sel.node), func(ctx context.Context) error {
+			return f(ctx, sel.node, sel.role)
+		})
+	case key.Matches(msg, m.keys.Reprobe):
+		if !ok || !strings.HasPrefix(sel.role, "rhcp") || m.opt.Actions.Reprobe == nil {
+			return m.unavailable("re-probe (select an RHCP role)")
+		}
+		f := m.opt.Actions.Reprobe
+		return m.action(fmt.Sprintf("re-probe from %s %s", sel.node, sel.role), func(ctx context.Context) error {
+			return f(ctx, sel.node, sel.role)
+		})
+	}
+	return nil
+}
+
+func (p *overviewPane) render(m *Model, w, h int) string {
+	st := &m.st
+	if len(m.snap.Nodes) == 0 {
+		return st.Dim.Render("waiting for the engine…")
+	}
+	var lines []string
+	selLine := 0
+	row := 0
+	running, failed := 0, 0
+	for _, n := range m.snap.Nodes {
+		lines = append(lines, p.nodeLine(m, &n, w))
+		if len(n.Roles) == 0 {
+			if row == p.cur.sel {
+				selLine = len(lines) - 1
+			}
+			row++
+			lines = append(lines, st.Dim.Render("    no roles"))
+		}
+		for _, r := range n.Roles {
+			switch r.Status {
+			case engine.StatusRunning:
+				running++
+			case engine.StatusFailed:
+				failed++
+			}
+			if row == p.cur.sel {
+				selLine = len(lines)
+			}
+			lines = append(lines, roleLines(st, r, row == p.cur.sel, w)...)
+			row++
+		}
+		if msg, ok := p.lastErr[n.Name]; ok && !roleSays(n.Roles, msg) {
+			lines = append(lines, errorLines(st, msg, w)...)
+		}
+	}
+	sum := fmt.Sprintf("%d nodes  %d roles running  %d failed  %d events",
+		len(m.snap.Nodes), running, failed, m.events.total)
+	if failed > 0 {
+		sum = st.Err.Render(sum)
+	}
+	// Keep the selected role in view: scroll by lines, not rows, since a
+	// role can take several lines.
+	bodyH := h - 2
+	off := 0
+	if selLine >= bodyH {
+		off = selLine - bodyH + 2
+	}
+	lines = lines[min(off, len(lines)):]
+	return sum + "\n\n" + strings.Join(lines, "\n")
+}
+
+// roleSays reports whether a role's own error already shows msg.
+func roleSays(roles []engine.RoleSnapshot, msg string) bool {
+	for _, r := range roles {
+		if r.Error != "" && strings.HasSuffix(msg, r.Error) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *overviewPane) nodeLine(m *Model, n *engine.NodeSnapshot, w int) string {
+	st := &m.st
+	s := st.Title.Render(n.Name)
+	if n.Netns != "" {
+		s += st.Dim.Render(" (" + n.Netns + ")")
+	}
+	if n.Winner != "" {
+		s += "  " + st.OK.Render("winner "+n.Winner)
+	}
+	for _, a := range n.Addresses {
+		s += "  " + a.Address + st.Dim.Render(" "+a.Iface+"/"+a.Source)
+	}
+	return s
+}
+
+// roleLines draws a role and its steps, wrapped under the status column.
+func roleLines(st *Styles, r engine.RoleSnapshot, selected bool, w int) []string {
+	name := fmt.Sprintf("%s%-14s %-8s ", marker(selected), r.Kind, r.Status)
+	if selected {
+		name = st.Selected.Render(name)
+	} else {
+		name = "  " + statusStyle(st, r.Status).Render(name[2:])
+	}
+	indent := strings.Repeat(" ", 2+15+9)
+	var steps []string
+	for i, s := range r.Steps {
+		item := "· " + s.Name
+		if s.Done {
+			item = st.OK.Render("✓ " + s.Name)
+		} else {
+			item = st.Dim.Render(item)
+		}
+		if i < len(r.Steps)-1 {
+			item += st.Dim.Render(" →")
+		}
+		steps = append(steps, item)
+	}
+	lines := wrapItems(name, indent, steps, w)
+	if r.Error != "" {
+		lines = append(lines, errorLines(st, r.Error, w)...)
+	}
+	return lines
+}
+
+func statusStyle(st *Styles, s engine.RoleStatus) lipgloss.Style {
+	switch s {
+	case engine.StatusRunning, engine.StatusDone:
+		return st.OK
+	case engine.StatusFailed:
+		return st.Err
+	case engine.StatusStopped:
+		return st.Dim
+	}
+	return st.Warn
+}
+
+// wrapItems lays items out after first, continuing on lines starting with
+// indent when the width runs out.
+func wrapItems(first, indent string, items []string, w int) []string {
+	var lines []string
+	line := first
+	lw := lipgloss.Width(line)
+	fresh := true
+	for _, it := range items {
+		iw := lipgloss.Width(it)
+		if !fresh && lw+1+iw > w {
+			lines = append(lines, line)
+			line, lw, fresh = indent, len(indent), true
+		}
+		if !fresh {
+			line += " "
+			lw++
+		}
+		line += it
+		lw += iw
+		fresh = false
+	}
+	return append(lines, line)
+}
+
+// errorLines shows an error and, when the message matches a known cause,
+// what to do about it.
+func errorLines(st *Styles, msg string, w int) []string {
+	out := []string{"    " + st.Err.Render("! "+msg)}
+	if hint := remedy(msg); hint != "" {
+		out = append(out, "      "+st.Warn.Render("→ "+hint))
+	}
+	return out
+}
+
+// remedies map what a kernel or protocol error says to what a person can do
+// about it, for messages that do not already say.
+var remedies = []struct{ match, hint string }{
+	{"operation not permitted", "run as root (sudo fieldcon) or grant CAP_NET_ADMIN and CAP_NET_RAW"},
+	{"permission denied", "run as root (sudo fieldcon) or grant CAP_NET_ADMIN and CAP_NET_RAW"},
+	{"no such device", "check the interface name in the profile against `ip link`"},
+	{"does not exist", "check the interface name in the profile against `ip link`"},
+	{"address already in use", "another program holds the port: find it with `ss -lunp` and stop it"},
+	{"file exists", "the address or route is already there: remove it or drop it from the profile"},
+	{"authentic", "check that the site key file in the profile matches the server's"},
+	{"conflict", "another host uses this address: find it with `ip neigh` / arping and re-address one"},
+	{"timeout", "check the link is up and the peer is reachable (Trace view, `2`)"},
+	{"network is unreachable", "add a route toward the server, or check the uplink address"},
+}
+
+func remedy(msg string) string {
+	l := strings.ToLower(msg)
+	if strings.Contains(l, "→") || strings.Contains(l, " try ") || strings.Contains(l, "run ") {
+		return "" // the message already says what to do
+	}
+	for _, r := range remedies {
+		if strings.Contains(l, r.match) {
+			return r.hint
+		}
+	}
+	return ""
+}

@@ -1,0 +1,593 @@
+package ui
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	"github.com/charmbracelet/bubbles/textinput"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/fieldcon/fieldcon/engine/trace"
+)
+
+// TraceSource is the packet ring the trace view reads; *trace.Ring
+// satisfies it. The view only ever asks for a screenful of summaries (or one
+// frame, for the detail pane), never for the whole ring.
+type TraceSource interface {
+	First() uint64
+	Next() uint64
+	Len() int
+	Dropped() uint64
+	Interfaces() []trace.Interface
+	RangeFiltered(f *trace.Filter, from uint64, n int) []trace.Summary
+	Before(f *trace.Filter, before uint64, n int) []trace.Summary
+	Count(f *trace.Filter) int
+	Get(seq uint64) (trace.Summary, []byte, bool)
+	Detail(seq uint64, opt trace.DecoderOptions) (trace.Detail, bool)
+	WritePcapng(w io.Writer, f *trace.Filter) (trace.ExportResult, error)
+}
+
+// window says which summaries the list shows: the newest (follow), those
+// from a sequence number on, or those before one.
+type window struct {
+	kind windowKind
+	seq  uint64
+}
+
+type windowKind uint8
+
+const (
+	winFollow windowKind = iota
+	winFrom
+	winBefore
+)
+
+// tracePane: the live packet list with follow, pause, scroll and jump to
+// newest; a filter bar validated as it is typed; a detail pane (layer tree
+// and hex) for the selected packet; node and interface selection; and
+// export of what the view shows to pcapng.
+type tracePane struct {
+	src TraceSource
+	opt trace.DecoderOptions // the profile's RHCP and tunnel ports, for the detail pane
+
+	// The filter: what the user typed, plus the node and interface chosen
+	// with n and i; compiled is their conjunction.
+	text       string
+	node, ifc  string
+	compiled   *trace.Filter
+	input      textinput.Model
+	editing    bool
+	inputErr   *trace.SyntaxError
+	inputValid bool
+
+	win    window
+	paused bool
+	gen    int // bumps when the filter or window changes; stale fetches are dropped
+
+	// What the last fetch returned: the rows shown and their lines.
+	rows    []trace.Summary
+	lines   []string
+	ifaces  []trace.Interface
+	stats   traceStats
+	sel     int // index into rows
+	selSeq  uint64
+	pending bool
+	listH   int
+
+	detail    bool
+	detailSeq uint64
+	detailTxt []string
+	detailOff int
+
+	lastCount time.Time
+}
+
+type traceStats struct {
+	first, next, dropped uint64
+	held                 int
+	matching             int // -1 until counted
+}
+
+// traceMsg carries what a fetch read from the ring.
+type traceMsg struct {
+	gen    int
+	rows   []trace.Summary
+	lines  []string
+	ifaces []trace.Interface
+	stats  traceStats
+}
+
+type traceDetailMsg struct {
+	seq   uint64
+	lines []string
+}
+
+type exportMsg struct {
+	path string
+	res  trace.ExportResult
+	err  error
+}
+
+func newTracePane(src TraceSource, opt trace.DecoderOptions) *tracePane {
+	return &tracePane{src: src, opt: opt, stats: traceStats{matching: -1}, listH: 10}
+}
+
+func (p *tracePane) typing() bool { return p.editing }
+
+func (p *tracePane) hints(m *Model) []key.Binding {
+	if p.editing {
+		return []key.Binding{key.NewBinding(key.WithHelp("enter", "apply")), m.keys.Esc}
+	}
+	return []key.Binding{m.keys.Pause, m.keys.Bottom, m.keys.Filter, m.keys.Detail, m.keys.Export, m.keys.Node, m.keys.Iface}
+}
+
+func (p *tracePane) init(m *Model) tea.Cmd { return p.fetch(m) }
+
+func (p *tracePane) close() {}
+
+// poll refreshes the list on the console's tick unless it is frozen.
+func (p *tracePane) poll(m *Model) tea.Cmd {
+	if p.paused {
+		return nil
+	}
+	return p.fetch(m)
+}
+
+// fetch reads the window off the UI goroutine; lines are formatted there too
+// so that drawing a frame costs only joining strings.
+func (p *tracePane) fetch(m *Model) tea.Cmd {
+	if p.src == nil || p.pending {
+		return nil
+	}
+	p.pending = true
+	src, f, win, gen, h := p.src, p.compiled, p.win, p.gen, p.listHeight(m)
+	count := f != nil && m.now.Sub(p.lastCount) >= time.Second
+	if count {
+		p.lastCount = m.now
+	}
+	prevMatching, narrow := p.stats.matching, m.width < 120
+	return func() tea.Msg {
+		return readWindow(src, f, win, gen, h, count, prevMatching, narrow)
+	}
+}
+
+func readWindow(src TraceSource, f *trace.Filter, win window, gen, h int, count bool, matching int, narrow bool) traceMsg {
+	var rows []trace.Summary
+	switch win.kind {
+	case winFollow:
+		rows = src.Before(f, src.Next(), h)
+	case winFrom:
+		rows = src.RangeFiltered(f, win.seq, h)
+		if len(rows) < h {
+			start := win.seq
+			if len(rows) > 0 {
+				start = rows[0].Seq
+			}
+			rows = append(src.Before(f, start, h-len(rows)), rows...)
+		}
+	case winBefore:
+		rows = src.Before(f, win.seq, h)
+		if len(rows) < h {
+			rows = append(rows, src.RangeFiltered(f, win.seq, h-len(rows))...)
+		}
+	}
+	msg := traceMsg{gen: gen, rows: rows, ifaces: src.Interfaces()}
+	msg.stats = traceStats{first: src.First(), next: src.Next(), dropped: src.Dropped(), held: src.Len(), matching: matching}
+	switch {
+	case f == nil:
+		msg.stats.matching = msg.stats.held
+	case count:
+		msg.stats.matching = src.Count(f)
+	}
+	msg.lines = make([]string, len(rows))
+	for i := range rows {
+		msg.lines[i] = trace.Format(&rows[i], msg.ifaces)
+		if narrow {
+			msg.lines[i] = compactLine(&rows[i], msg.lines[i])
+		}
+	}
+	return msg
+}
+
+func (p *tracePane) listHeight(m *Model) int {
+	h := max(m.height-4-2, 1) // frame chrome, then the status and filter lines
+	if p.detail {
+		h = max(h*2/5, 3)
+	}
+	return h
+}
+
+// update takes a fetch's result. The selection follows its packet (by
+// sequence number) across refreshes.
+func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case traceMsg:
+		p.pending = false
+		if msg.gen != p.gen {
+			return p.fetch(m) // the window moved while reading: read again
+		}
+		p.rows, p.lines, p.ifaces, p.stats = msg.rows, msg.lines, msg.ifaces, msg.stats
+		switch {
+		case p.win.kind == winFollow:
+			p.sel = len(p.rows) - 1
+		default:
+			p.sel = p.indexOf(p.selSeq)
+		}
+		p.sel = min(max(p.sel, 0), max(len(p.rows)-1, 0))
+		if len(p.rows) > 0 {
+			p.selSeq = p.rows[p.sel].Seq
+		}
+		return p.loadDetail(m)
+	case traceDetailMsg:
+		if msg.seq == p.selSeq {
+			p.detailSeq, p.detailTxt = msg.seq, msg.lines
+		}
+	case exportMsg:
+		if msg.err != nil {
+			m.setStatus("write pcapng: "+msg.err.Error(), true)
+		} else {
+			s := fmt.Sprintf("wrote %d packets to %s", msg.res.Packets, msg.path)
+			if msg.res.Missing > 0 {
+				s += fmt.Sprintf(" (%d older ones no longer had their bytes)", msg.res.Missing)
+			}
+			m.setStatus(s, false)
+		}
+	}
+	return nil
+}
+
+// indexOf finds seq in rows, or the row just after where it would be.
+func (p *tracePane) indexOf(seq uint64) int {
+	for i, r := range p.rows {
+		if r.Seq >= seq {
+			return i
+		}
+	}
+	return len(p.rows) - 1
+}
+
+// moveTo asks for a new window and reads it.
+func (p *tracePane) moveTo(m *Model, w window) tea.Cmd {
+	p.win = w
+	p.gen++
+	p.pending = false
+	return p.fetch(m)
+}
+
+func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
+	if p.editing {
+		return p.editKey(m, msg)
+	}
+	k := &m.keys
+	n := len(p.rows)
+	switch {
+	case key.Matches(msg, k.Up):
+		if p.sel > 0 {
+			p.sel--
+			p.hold()
+			break
+		}
+		if n > 0 {
+			return p.scroll(m, window{winBefore, p.rows[n-1].Seq})
+		}
+	case key.Matches(msg, k.Down):
+		if p.sel < n-1 {
+			p.sel++
+			break
+		}
+		if n > 0 && p.rows[n-1].Seq+1 >= p.stats.next {
+			// At the newest packet: carry on following, as tcpdump would.
+			return p.moveTo(m, window{kind: winFollow})
+		}
+		if n > 1 && p.win.kind != winFollow {
+			return p.scroll(m, window{winFrom, p.rows[1].Seq})
+		}
+	case p.detail && key.Matches(msg, k.PgUp):
+		p.detailOff = max(p.detailOff-5, 0)
+		return nil
+	case p.detail && key.Matches(msg, k.PgDown):
+		p.detailOff = min(p.detailOff+5, max(len(p.detailTxt)-3, 0))
+		return nil
+	case key.Matches(msg, k.PgUp):
+		if n > 0 {
+			return p.scroll(m, window{winBefore, p.rows[0].Seq})
+		}
+	case key.Matches(msg, k.PgDown):
+		if n > 0 && p.win.kind != winFollow {
+			return p.scroll(m, window{winFrom, p.rows[n-1].Seq + 1})
+		}
+	case key.Matches(msg, k.Top):
+		p.selSeq, p.sel = 0, 0
+		return p.scroll(m, window{winFrom, 0})
+	case key.Matches(msg, k.Bottom), key.Matches(msg, k.Follow):
+		p.paused = false
+		return p.moveTo(m, window{kind: winFollow})
+	case key.Matches(msg, k.Pause):
+		p.paused = !p.paused
+		if !p.paused {
+			return p.fetch(m)
+		}
+		return nil
+	case key.Matches(msg, k.Filter):
+		p.input = textinput.New()
+		p.input.Prompt = "filter: "
+		p.input.Placeholder = "e.g. rhcp or dhcp.type == ack or ip.addr == 203.0.113.0/24"
+		p.input.SetValue(p.text)
+		p.input.CursorEnd()
+		p.input.Focus()
+		p.editing = true
+		p.validate()
+		return textinput.Blink
+	case key.Matches(msg, k.Detail):
+		p.detail = !p.detail
+		p.detailOff = 0
+		return tea.Batch(p.loadDetail(m), p.moveTo(m, p.anchor()))
+	case key.Matches(msg, k.Esc):
+		if p.detail {
+			p.detail = false
+			return p.moveTo(m, p.anchor())
+		}
+	case key.Matches(msg, k.Node):
+		p.node = cycle(p.nodes(), p.node)
+		p.ifc = ""
+		return p.recompile(m)
+	case key.Matches(msg, k.Iface):
+		p.ifc = cycle(p.ifaceNames(), p.ifc)
+		return p.recompile(m)
+	case key.Matches(msg, k.Export):
+		return p.export(m)
+	}
+	if n > 0 {
+		p.selSeq = p.rows[p.sel].Seq
+	}
+	return p.loadDetail(m)
+}
+
+// hold stops following: the list stays on the rows shown, so the packet the
+// user moved to does not run away as new ones arrive.
+func (p *tracePane) hold() {
+	if p.win.kind == winFollow && len(p.rows) > 0 {
+		p.win = window{winFrom, p.rows[0].Seq}
+		p.gen++
+	}
+}
+
+// anchor is a window that keeps the selected packet in view.
+func (p *tracePane) anchor() window {
+	if p.win.kind == winFollow || len(p.rows) == 0 {
+		return window{kind: winFollow}
+	}
+	return window{winFrom, p.rows[0].Seq}
+}
+
+// scroll leaves follow mode: the list stays where the user put it while
+// packets keep arriving.
+func (p *tracePane) scroll(m *Model, w window) tea.Cmd {
+	return p.moveTo(m, w)
+}
+
+func (p *tracePane) editKey(m *Model, msg tea.KeyMsg) tea.Cmd {
+	switch msg.String() {
+	case "enter":
+		if !p.inputValid {
+			return nil // the bar shows why; Enter applies only a filter that parses
+		}
+		p.editing = false
+		p.text = strings.TrimSpace(p.input.Value())
+		return p.recompile(m)
+	case "esc":
+		p.editing = false
+		return nil
+	}
+	var cmd tea.Cmd
+	p.input, cmd = p.input.Update(msg)
+	p.validate()
+	return cmd
+}
+
+// validate parses what is typed so far, on every key.
+func (p *tracePane) validate() {
+	_, err := trace.ParseFilter(p.input.Value())
+	p.inputErr, p.inputValid = nil, err == nil
+	if se, ok := err.(*trace.SyntaxError); ok {
+		p.inputErr = se
+	}
+}
+
+// recompile joins the typed filter with the node and interface selection.
+func (p *tracePane) recompile(m *Model) tea.Cmd {
+	var parts []string
+	if p.text != "" {
+		parts = append(parts, "("+p.text+")")
+	}
+	if p.node != "" {
+		parts = append(parts, "node=="+p.node)
+	}
+	if p.ifc != "" {
+		parts = append(parts, "iface=="+p.ifc)
+	}
+	f, err := trace.ParseFilter(strings.Join(parts, " and "))
+	if err != nil {
+		m.setStatus("filter: "+err.Error(), true)
+		return nil
+	}
+	p.compiled = f
+	p.stats.matching = -1
+	p.lastCount = time.Time{}
+	return p.moveTo(m, window{kind: winFollow})
+}
+
+func (p *tracePane) nodes() []string {
+	var out []string
+	for _, i := range p.ifaces {
+		if i.Node != "" && !contains(out, i.Node) {
+			out = append(out, i.Node)
+		}
+	}
+	return out
+}
+
+func (p *tracePane) ifaceNames() []string {
+	var out []string
+	for _, i := range p.ifaces {
+		if (p.node == "" || i.Node == p.node) && !contains(out, i.Name) {
+			out = append(out, i.Name)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// loadDetail decodes the selected packet for the detail pane, off the UI
+// goroutine and only when the pane is open and the selection changed.
+func (p *tracePane) loadDetail(m *Model) tea.Cmd {
+	if !p.detail || len(p.rows) == 0 || p.src == nil {
+		return nil
+	}
+	seq := p.rows[min(p.sel, len(p.rows)-1)].Seq
+	if seq == p.detailSeq && p.detailTxt != nil {
+		return nil
+	}
+	p.detailOff = 0
+	src, opt := p.src, p.opt
+	s := p.rows[min(p.sel, len(p.rows)-1)]
+	return func() tea.Msg {
+		d, ok := src.Detail(seq, opt)
+		if !ok {
+			return traceDetailMsg{seq, []string{fmt.Sprintf("#%d: its bytes are no longer held (the ring keeps the newest frames' bytes)", seq)}}
+		}
+		return traceDetailMsg{seq, detailLines(&s, d, src.Interfaces())}
+	}
+}
+
+func (p *tracePane) render(m *Model, w, h int) string {
+	st := &m.st
+	if p.src == nil {
+		return st.Dim.Render("Trace: no capture in this session (needs root, or capture is off in the profile)")
+	}
+	var b strings.Builder
+	// Status line: mode, counts, filter.
+	mode := st.OK.Render("● follow")
+	switch {
+	case p.paused:
+		mode = st.Warn.Render("‖ paused") + st.Dim.Render(fmt.Sprintf(" (%d new)", p.newSince()))
+	case p.win.kind != winFollow:
+		mode = st.Warn.Render("◆ scrolled") + st.Dim.Render(" (G: newest)")
+	}
+	match := "all"
+	if p.compiled != nil {
+		match = "…"
+		if p.stats.matching >= 0 {
+			match = fmt.Sprint(p.stats.matching)
+		}
+	}
+	fmt.Fprintf(&b, "%s  %s held %s captured  match %s", mode, si(uint64(p.stats.held)), si(p.stats.next), match)
+	if p.stats.dropped > 0 {
+		b.WriteString(st.Dim.Render(fmt.Sprintf("  %s rolled off", si(p.stats.dropped))))
+	}
+	b.WriteByte('\n')
+	b.WriteString(p.filterBar(m, w))
+	b.WriteByte('\n')
+
+	listH := p.listHeight(m)
+	for i, l := range p.lines {
+		if i >= listH {
+			break
+		}
+		line := marker(i == p.sel) + l
+		if i == p.sel {
+			line = st.Selected.Render(clip(line, w))
+		} else if p.rows[i].Flags&(trace.Malformed) != 0 {
+			line = st.Err.Render(line)
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	if len(p.lines) == 0 {
+		b.WriteString(st.Dim.Render("  no packets match yet") + "\n")
+	}
+	if p.detail {
+		for i := len(p.lines); i < listH; i++ {
+			b.WriteByte('\n')
+		}
+		b.WriteString(st.Dim.Render(strings.Repeat("─", w)) + "\n")
+		dh := h - listH - 3
+		txt := p.detailTxt
+		if p.detailSeq != p.selSeq {
+			txt = []string{st.Dim.Render("decoding…")}
+		}
+		for i := p.detailOff; i < len(txt) && i < p.detailOff+dh; i++ {
+			b.WriteString(txt[i] + "\n")
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (p *tracePane) newSince() uint64 {
+	if p.src == nil {
+		return 0
+	}
+	return p.src.Next() - p.stats.next
+}
+
+// filterBar shows the applied filter, or the one being typed with a marker
+// under the column the parser stopped at.
+func (p *tracePane) filterBar(m *Model, w int) string {
+	st := &m.st
+	sel := ""
+	if p.node != "" {
+		sel += "  node " + p.node
+	}
+	if p.ifc != "" {
+		sel += "  iface " + p.ifc
+	}
+	if !p.editing {
+		if p.text == "" {
+			return st.Dim.Render("filter: none (/ to set)" + sel)
+		}
+		return "filter: " + st.Key.Render(p.text) + st.Dim.Render(sel)
+	}
+	bar := p.input.View()
+	switch {
+	case p.inputErr != nil:
+		pos := min(p.inputErr.Pos, len(p.input.Value()))
+		return bar + "\n" + strings.Repeat(" ", len(p.input.Prompt)+pos) + st.Err.Render("^ "+p.inputErr.Msg)
+	case p.inputValid:
+		return bar + "  " + st.OK.Render("✓")
+	}
+	return bar
+}
+
+// compactLine shortens the trace package's one-line text for narrow
+// terminals: milliseconds instead of microseconds, no ports on protocols
+// that have fixed ones (DHCP, RHCP), and no frame length (the detail pane
+// has it). Wide terminals get the full text.
+func compactLine(s *trace.Summary, full string) string {
+	line := full
+	if len(line) > 15 && line[8] == '.' {
+		line = line[:12] + line[15:]
+	}
+	if i := strings.LastIndex(line, " len "); i > 0 {
+		line = line[:i] + strings.TrimLeft(line[i+5:], "0123456789")
+	}
+	if s.Proto == trace.ProtoDHCP || s.Proto == trace.ProtoRHCP {
+		src, dst := s.SrcAddr(), s.DstAddr()
+		if src.IsValid() && dst.IsValid() {
+			long := netip.AddrPortFrom(src, s.SrcPort).String() + " > " + netip.AddrPortFrom(dst, s.DstPort).String()
+			line = strings.Replace(line, long, src.String()+" > "+dst.String(), 1)
+		}
+	}
+	return line
+}

@@ -1,0 +1,401 @@
+// Package ui is fieldcon's console: a Bubble Tea program over a running
+// engine. It reads engine snapshots on a tick and drains the event bus and
+// the packet trace in batches, so it never blocks the engine and never sends
+// one message per packet; View composes from parts cached in Update.
+package ui
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/trace"
+)
+
+// Source is the engine as the console sees it; *engine.Engine satisfies it.
+type Source interface {
+	Snapshot() engine.Snapshot
+}
+
+// LabLink is one link of the profile's lab, "node:iface" at each end.
+type LabLink struct {
+	A, B string
+}
+
+// Actions are what the console can ask of the engine and the lab. A nil
+// function means the capability is not there; its key then says so.
+type Actions struct {
+	// Restart stops a node's role (undoing its changes) and starts it again.
+	Restart func(ctx context.Context, node, role string) error
+	// Reprobe asks an RHCP server node to probe a client again.
+	Reprobe func(ctx context.Context, node, role string) error
+	// ForceRenew makes a DHCP server node send FORCERENEW (RFC 3203) to a client.
+	ForceRenew func(ctx context.Context, node, client string) error
+	// FlapLink takes a lab link down and brings it up again.
+	FlapLink func(ctx context.Context, l LabLink) error
+}
+
+// Options configure the console.
+type Options struct {
+	Profile string
+	// Host is the machine's host name.
+	Host string
+	// Lab is true when the nodes run in the profile's lab namespaces,
+	// false on the host's real interfaces.
+	Lab   bool
+	Links []LabLink
+
+	Engine Source
+	// Bus is the engine's event bus; the log and overview read it.
+	Bus *engine.Bus
+	// Trace is the packet capture; nil when there is none.
+	Trace TraceSource
+	// TraceOptions are the profile's decoder options (RHCP and tunnel ports).
+	TraceOptions trace.DecoderOptions
+	// ExportDir is where `w` writes pcapng files ("" for the working directory).
+	ExportDir string
+
+	Actions Actions
+	// Context bounds actions; it defaults to context.Background.
+	Context context.Context
+
+	Renderer *lipgloss.Renderer
+	// Now is the clock (tests fix it).
+	Now func() time.Time
+	// Tick is how often snapshots are read (default 250ms).
+	Tick time.Duration
+	// EventBuffer is how many events the log keeps (default 20000).
+	EventBuffer int
+}
+
+type viewID int
+
+const (
+	viewOverview viewID = iota
+	viewTrace
+	viewNAT
+	viewLeases
+	viewTopology
+	viewLog
+	numViews
+)
+
+var viewNames = [numViews]string{"Overview", "Trace", "NAT", "Leases", "Topology", "Log"}
+
+// pane is one view of the console.
+type pane interface {
+	// render draws the body in w×h cells.
+	render(m *Model, w, h int) string
+	// key handles a key press while the view is shown.
+	key(m *Model, msg tea.KeyMsg) tea.Cmd
+	// hints are the footer's key hints.
+	hints(m *Model) []key.Binding
+	// typing is true while a text input has the keyboard (global keys off).
+	typing() bool
+}
+
+// Model is the console's root model.
+type Model struct {
+	opt   Options
+	st    Styles
+	keys  keyMap
+	ctx   context.Context
+	panes [numViews]pane
+
+	width, height int
+	view          viewID
+	help          bool
+	quitting      bool
+
+	now      time.Time
+	snap     engine.Snapshot
+	sub      *engine.Subscription
+	events   *eventRing
+	fetching bool
+
+	status    string
+	statusErr bool
+	statusAt  time.Time
+
+	ov    *overviewPane
+	tr    *tracePane
+	nat   *natPane
+	leas  *leasesPane
+	topo  *topologyPane
+	logp  *logPane
+	frame cachedFrame
+}
+
+// cachedFrame holds the parts View joins; Update rebuilds them.
+type cachedFrame struct {
+	header, tabs, body, status, footer string
+}
+
+// New returns the console model. It subscribes to the bus at once (with the
+// retained history) so that nothing between now and the first frame is lost.
+func New(opt Options) *Model {
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Tick <= 0 {
+		opt.Tick = 250 * time.Millisecond
+	}
+	if opt.EventBuffer <= 0 {
+		opt.EventBuffer = 20000
+	}
+	if opt.Context == nil {
+		opt.Context = context.Background()
+	}
+	m := &Model{
+		opt:    opt,
+		st:     NewStyles(opt.Renderer),
+		keys:   newKeyMap(),
+		ctx:    opt.Context,
+		width:  80,
+		height: 24,
+		now:    opt.Now(),
+		events: newEventRing(opt.EventBuffer),
+	}
+	if opt.Bus != nil {
+		m.sub = opt.Bus.Subscribe(8192, true)
+	}
+	m.ov = &overviewPane{}
+	m.tr = newTracePane(opt.Trace, opt.TraceOptions)
+	m.nat = &natPane{}
+	m.leas = &leasesPane{}
+	m.topo = &topologyPane{}
+	m.logp = &logPane{follow: true}
+	m.panes = [numViews]pane{m.ov, m.tr, m.nat, m.leas, m.topo, m.logp}
+	m.rebuild()
+	return m
+}
+
+type tickMsg time.Time
+
+type refreshMsg struct {
+	snap    engine.Snapshot
+	events  []engine.Event
+	dropped uint64
+}
+
+type actionMsg struct {
+	what string
+	err  error
+}
+
+func (m *Model) tick() tea.Cmd {
+	return tea.Tick(m.opt.Tick, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+// fetch reads a snapshot and drains the bus off the UI goroutine: the engine
+// lock may be held while a role stops, and Update must never wait for it.
+func (m *Model) fetch() tea.Cmd {
+	if m.fetching || m.opt.Engine == nil {
+		return nil
+	}
+	m.fetching = true
+	src, sub := m.opt.Engine, m.sub
+	return func() tea.Msg {
+		r := refreshMsg{snap: src.Snapshot()}
+		if sub != nil {
+			r.events = drain(sub.C, 4096)
+			r.dropped = sub.Dropped()
+		}
+		return r
+	}
+}
+
+// drain takes what is queued on c without waiting, at most max events.
+func drain(c <-chan engine.Event, max int) []engine.Event {
+	var out []engine.Event
+	for len(out) < max {
+		select {
+		case e, ok := <-c:
+			if !ok {
+				return out
+			}
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+	return out
+}
+
+// Refresh reads the engine and the trace now, as the tick does; the
+// messages its command returns go back to Update.
+func (m *Model) Refresh() tea.Cmd {
+	m.now = m.opt.Now()
+	return tea.Batch(m.fetch(), m.tr.poll(m))
+}
+
+// Init starts the tick and the first read.
+func (m *Model) Init() tea.Cmd {
+	return tea.Batch(m.fetch(), m.tick(), m.tr.init(m))
+}
+
+// Update handles one message.
+func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		cmd = m.tr.moveTo(m, m.tr.anchor()) // the list holds as many rows as fit
+	case tickMsg:
+		m.now = m.opt.Now()
+		if m.status != "" && m.now.Sub(m.statusAt) > 8*time.Second {
+			m.status = ""
+		}
+		cmd = tea.Batch(m.tick(), m.fetch(), m.tr.poll(m))
+	case refreshMsg:
+		m.fetching = false
+		m.snap = msg.snap
+		m.events.add(msg.events)
+		m.events.dropped = msg.dropped
+		m.ov.noteEvents(msg.events)
+		m.ov.refresh(m)
+		m.logp.refresh(m)
+	case actionMsg:
+		if msg.err != nil {
+			m.setStatus(msg.what+": "+msg.err.Error(), true)
+		} else {
+			m.setStatus(msg.what, false)
+		}
+	case traceMsg, traceDetailMsg, exportMsg:
+		cmd = m.tr.update(m, msg)
+	case tea.KeyMsg:
+		cmd = m.handleKey(msg)
+	}
+	m.rebuild()
+	return m, cmd
+}
+
+func (m *Model) setStatus(s string, isErr bool) {
+	m.status, m.statusErr, m.statusAt = s, isErr, m.opt.Now()
+}
+
+func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
+	p := m.panes[m.view]
+	if msg.String() == "ctrl+c" {
+		return m.quit()
+	}
+	if m.help {
+		switch {
+		case key.Matches(msg, m.keys.Quit):
+			return m.quit()
+		case key.Matches(msg, m.keys.Help, m.keys.Esc):
+			m.help = false
+		}
+		return nil
+	}
+	if p.typing() {
+		return p.key(m, msg)
+	}
+	switch {
+	case key.Matches(msg, m.keys.Quit):
+		return m.quit()
+	case key.Matches(msg, m.keys.Help):
+		m.help = true
+		return nil
+	case key.Matches(msg, m.keys.Next):
+		m.view = (m.view + 1) % numViews
+		return nil
+	case key.Matches(msg, m.keys.Prev):
+		m.view = (m.view + numViews - 1) % numViews
+		return nil
+	}
+	for i, b := range m.keys.Views {
+		if key.Matches(msg, b) {
+			m.view = viewID(i)
+			return nil
+		}
+	}
+	return p.key(m, msg)
+}
+
+func (m *Model) quit() tea.Cmd {
+	m.quitting = true
+	if m.sub != nil {
+		m.sub.Close()
+	}
+	m.tr.close()
+	return tea.Quit
+}
+
+// action runs f off the UI goroutine and reports its outcome in the status line.
+func (m *Model) action(what string, f func(ctx context.Context) error) tea.Cmd {
+	ctx := m.ctx
+	m.setStatus(what+"…", false)
+	return func() tea.Msg {
+		return actionMsg{what: what, err: f(ctx)}
+	}
+}
+
+// unavailable reports in the status line that an action has nothing to act on.
+func (m *Model) unavailable(what string) tea.Cmd {
+	m.setStatus(what+": not in this profile", true)
+	return nil
+}
+
+// rebuild renders the parts of the frame; View only joins them.
+func (m *Model) rebuild() {
+	w, h := m.width, m.height
+	m.frame.header = m.renderHeader(w)
+	m.frame.tabs = m.renderTabs(w)
+	bodyH := max(h-4, 1)
+	if m.help {
+		m.frame.body = fit(m.renderHelp(w), w, bodyH)
+	} else {
+		m.frame.body = fit(m.panes[m.view].render(m, w, bodyH), w, bodyH)
+	}
+	m.frame.status = m.renderStatus(w)
+	m.frame.footer = m.renderFooter(w)
+}
+
+// View joins the cached parts of the frame.
+func (m *Model) View() string {
+	if m.quitting {
+		return "" // leave a clean terminal behind
+	}
+	return m.Frame()
+}
+
+// Frame is the last frame drawn, also after quitting (for tests).
+func (m *Model) Frame() string {
+	f := &m.frame
+	return f.header + "\n" + f.tabs + "\n" + f.body + "\n" + f.status + "\n" + f.footer
+}
+
+// fit cuts or pads s to exactly h lines no wider than w cells, so that the
+// frame never scrolls and the renderer repaints only the lines that changed.
+func fit(s string, w, h int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > h {
+		lines = lines[:h]
+	}
+	for i, l := range lines {
+		lines[i] = clip(l, w)
+	}
+	for len(lines) < h {
+		lines = append(lines, "")
+	}
+	return strings.Join(lines, "\n")
+}
+
+// clip cuts a line to w cells, marking the cut.
+func clip(l string, w int) string {
+	if ansi.StringWidth(l) <= w {
+		return l
+	}
+	return ansi.Truncate(l, w, "…")
+}
+
+// Snapshot returns the last snapshot the console drew (for tests and the
+// smoke test's assertions).
+func (m *Model) Snapshot() engine.Snapshot { return m.snap }
