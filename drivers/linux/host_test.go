@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -928,5 +929,61 @@ func TestForwardFilter(t *testing.T) {
 			}
 		}
 		srv.Close()
+	}
+}
+
+// TestCloseUnblocksReaders: roles stop their reader goroutines by closing
+// the socket or device; a blocked read must return, and nothing the driver
+// started may keep running.
+func TestCloseUnblocksReaders(t *testing.T) {
+	requireRoot(t)
+	ha, _, _, _ := twoHosts(t)
+	before := runtime.NumGoroutine()
+
+	pc, err := ha.OpenPacket("a0", engine.PacketOptions{Protocol: 0x88b5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := ha.CreateTUN("fct1", 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	watch, err := ha.WatchLinks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() {
+		_, _, err := pc.ReadPacket(make([]byte, 64))
+		errs <- err
+	}()
+	go func() {
+		_, err := dev.Read(make([]byte, 2048))
+		errs <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	pc.Close()
+	dev.Close()
+	cancel()
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Error("a read on a closed socket returned no error")
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("a read stayed blocked 3s after Close")
+		}
+	}
+	for range watch {
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after closing everything:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
