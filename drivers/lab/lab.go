@@ -319,10 +319,20 @@ func (b *builder) addNode(index int, node string) error {
 	if err := n.h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("node %s: ip link set lo up: %w", node, err)
 	}
-	// Nodes are hosts until their profile says otherwise (static
-	// forwarding = true turns a router on at run time).
-	for _, key := range []string{"net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"} {
-		if err := setSysctl(n, key, "0"); err != nil {
+	// A new namespace inherits IPv4 settings from the root namespace
+	// (net.core.devconf_inherit_init_net=0), so a lab would behave
+	// differently on a router, a Docker host or a distribution that turns
+	// on reverse-path filtering. Pin them: nodes are hosts until their
+	// profile says otherwise (static forwarding = true turns a router on
+	// at run time), and no reverse-path filter drops the asymmetric flows
+	// RHCP and relays produce. "default" covers the veths created next.
+	for _, kv := range [][2]string{
+		{"net/ipv4/ip_forward", "0"},
+		{"net/ipv6/conf/all/forwarding", "0"},
+		{"net/ipv4/conf/all/rp_filter", "0"},
+		{"net/ipv4/conf/default/rp_filter", "0"},
+	} {
+		if err := setSysctl(n, kv[0], kv[1]); err != nil {
 			return fmt.Errorf("node %s: %w", node, err)
 		}
 	}

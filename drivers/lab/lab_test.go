@@ -144,8 +144,10 @@ func TestUpStatusDown(t *testing.T) {
 	}
 	for _, ns := range []string{srv, rtr, dev} {
 		mustContain(t, ipOut(t, "ip", "-n", ns, "link", "show", "lo"), "LOOPBACK,UP")
-		if got := strings.TrimSpace(labtest.Exec(t, ns, "sysctl", "-n", "net.ipv4.ip_forward")); got != "0" {
-			t.Errorf("%s ip_forward = %s, want 0", ns, got)
+		for _, key := range []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.eth0.rp_filter"} {
+			if got := strings.TrimSpace(labtest.Exec(t, ns, "sysctl", "-n", key)); got != "0" {
+				t.Errorf("%s %s = %s, want 0", ns, key, got)
+			}
 		}
 	}
 	// The link carries traffic.
