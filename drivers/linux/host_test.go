@@ -156,7 +156,7 @@ func TestAddresses(t *testing.T) {
 
 	lifetimes := engine.Address{Prefix: netip.MustParsePrefix("192.0.2.1/24"), Valid: 300 * time.Second, Preferred: 200 * time.Second, Label: "fc"}
 	ptp := engine.Address{Prefix: netip.MustParsePrefix("198.51.100.1/32"), Peer: netip.MustParsePrefix("198.51.100.2/32")}
-	v6 := engine.Address{Prefix: netip.MustParsePrefix("2001:db8::1/64")}
+	v6 := engine.Address{Prefix: netip.MustParsePrefix("2001:db8::1/64"), Valid: 120 * time.Second, Preferred: 60 * time.Second}
 	for _, ad := range []engine.Address{lifetimes, ptp, v6} {
 		if err := h.AddAddress("a0", ad); err != nil {
 			t.Fatal(err)
@@ -182,8 +182,11 @@ func TestAddresses(t *testing.T) {
 	if g := byPrefix[ptp.Prefix]; g.Peer != ptp.Peer || g.Valid != 0 {
 		t.Errorf("read back %+v, want peer %s, forever", g, ptp.Peer)
 	}
-	if _, ok := byPrefix[v6.Prefix]; !ok {
-		t.Errorf("IPv6 address missing from %+v", got)
+	if g, ok := byPrefix[v6.Prefix]; !ok || g.Valid < 118*time.Second || g.Valid > 120*time.Second || g.Preferred < 58*time.Second || g.Preferred > 60*time.Second {
+		t.Errorf("IPv6 address %+v (found %t), want valid ~120s preferred ~60s", g, ok)
+	}
+	if out := run(t, "ip", "-n", a, "-6", "addr", "show", "dev", "a0"); !regexp.MustCompile(`valid_lft (120|119)sec preferred_lft (60|59)sec`).MatchString(out) {
+		t.Errorf("IPv6 lifetimes 120/60 not in:\n%s", out)
 	}
 	all, err := h.Addresses("")
 	if err != nil {
