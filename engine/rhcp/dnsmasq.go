@@ -79,6 +79,9 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("dnsmasq: %w", err)
 	}
 	env.Progress.Done("config written")
+	if err := waitIPv4(ctx, env, d.cfg.Iface, 10*time.Second); err != nil {
+		return err
+	}
 	// Not CommandContext's kill: we stop it ourselves, by PID, with SIGTERM
 	// first so it can write its lease file.
 	cmd := env.Host.Command(context.WithoutCancel(ctx), "dnsmasq", "--keep-in-foreground", "--conf-file="+conf)
@@ -134,4 +137,28 @@ func Leases(path string) (map[netip.Addr]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// waitIPv4 waits until iface has an IPv4 address: dnsmasq answers relayed
+// requests only on an interface with one, and the node's static role may
+// still be configuring it.
+func waitIPv4(ctx context.Context, env *engine.Env, iface string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if as, err := env.Host.Addresses(iface); err == nil {
+			for _, a := range as {
+				if a.Prefix.Addr().Is4() {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dnsmasq: %s has no IPv4 address after %s; give it one (e.g. [node.static])", iface, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

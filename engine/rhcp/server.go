@@ -79,7 +79,12 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 	s.mu.Unlock()
 	env.Progress.Done("allocations stored")
 
-	laddr := netip.AddrPortFrom(s.cfg.Address.Addr, s.port)
+	// Bound to the wildcard address: the server's address may be configured
+	// by another role of the node that starts at the same time.
+	laddr := netip.AddrPortFrom(netip.IPv4Unspecified(), s.port)
+	if s.cfg.Address.Is6() {
+		laddr = netip.AddrPortFrom(netip.IPv6Unspecified(), s.port)
+	}
 	conn, err := env.Host.ListenUDP(laddr, engine.UDPOptions{})
 	if err != nil {
 		return fmt.Errorf("rhcp_server: listen on %s: %w", laddr, err)
@@ -124,7 +129,9 @@ func (s *Server) loop(ctx context.Context, env *engine.Env, conn engine.UDPConn,
 	var seq Sequencer
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	sendErrs := map[string]bool{}
+	// Consecutive send failures per client: the first ones are expected
+	// while the node's routes are still being installed.
+	sendErrs := map[string]int{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -142,11 +149,15 @@ func (s *Server) loop(ctx context.Context, env *engine.Env, conn engine.UDPConn,
 			due := s.prober.Due(now)
 			s.mu.Unlock()
 			for _, a := range due {
-				if err := s.sendProbe(env, conn, key, seq.Next(now), a, now); err != nil {
-					if !sendErrs[a.ClientID] { // once per client, not once per probe
-						env.Error(err)
-						sendErrs[a.ClientID] = true
-					}
+				err := s.sendProbe(env, conn, key, seq.Next(now), a, now)
+				switch {
+				case err == nil:
+					sendErrs[a.ClientID] = 0
+				case sendErrs[a.ClientID] == 2: // once per failure streak, not once per probe
+					env.Error(err)
+					fallthrough
+				default:
+					sendErrs[a.ClientID]++
 				}
 			}
 			if len(due) > 0 {

@@ -1,0 +1,308 @@
+package rhcp_test
+
+// Integration tests in network namespaces: the embedded rhcp and rhcp-dhcp
+// labs, built by drivers/lab, run by engine/site on drivers/linux, checked
+// against `ip -n` state and tcpdump captures. They need root (and dnsmasq,
+// tcpdump) and skip with a message otherwise.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/drivers/lab/labtest"
+	"github.com/fieldcon/fieldcon/drivers/linux"
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/rhcp"
+	"github.com/fieldcon/fieldcon/engine/site"
+	"github.com/fieldcon/fieldcon/engine/store"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// loadLab loads an embedded profile and points its RHCP key files at a
+// per-test file, so tests share nothing with the demo or each other.
+func loadLab(t *testing.T, name string) *profiles.Profile {
+	t.Helper()
+	p, err := profiles.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "site.key")
+	for i := range p.Nodes {
+		if s := p.Nodes[i].RHCPServer; s != nil {
+			s.KeyFile = key
+		}
+		if c := p.Nodes[i].RHCPClient; c != nil {
+			c.KeyFile = key
+		}
+	}
+	return p
+}
+
+// fastProbes shortens the server's schedule so "no probe after the stop"
+// covers many intervals within a short test.
+func fastProbes(p *profiles.Profile) {
+	for i := range p.Nodes {
+		if s := p.Nodes[i].RHCPServer; s != nil {
+			s.Interval = profiles.Duration{Duration: 200 * time.Millisecond}
+			s.MaxInterval = profiles.Duration{Duration: 400 * time.Millisecond}
+		}
+	}
+}
+
+// events collects a bus's events for assertions.
+type events struct {
+	mu  sync.Mutex
+	all []engine.Event
+}
+
+func collect(bus *engine.Bus) *events {
+	ev := &events{}
+	sub := bus.Subscribe(100000, true)
+	go func() {
+		for e := range sub.C {
+			ev.mu.Lock()
+			ev.all = append(ev.all, e)
+			ev.mu.Unlock()
+		}
+	}()
+	return ev
+}
+
+func match(e engine.Event, node, kind string, fields map[string]string) bool {
+	if e.Node != node || e.Kind != kind {
+		return false
+	}
+	for k, v := range fields {
+		if fmt.Sprint(e.Fields[k]) != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (ev *events) find(node, kind string, fields map[string]string) (engine.Event, bool) {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	for _, e := range ev.all {
+		if match(e, node, kind, fields) {
+			return e, true
+		}
+	}
+	return engine.Event{}, false
+}
+
+func (ev *events) count(node, kind string, fields map[string]string, after time.Time) int {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	n := 0
+	for _, e := range ev.all {
+		if e.Time.After(after) && match(e, node, kind, fields) {
+			n++
+		}
+	}
+	return n
+}
+
+func (ev *events) wait(t *testing.T, d time.Duration, node, kind string, fields map[string]string) engine.Event {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if e, ok := ev.find(node, kind, fields); ok {
+			return e
+		}
+	}
+	t.Fatalf("no %s event on %s with %v within %s; events:\n%s", kind, node, fields, d, ev.dump())
+	return engine.Event{}
+}
+
+func (ev *events) dump() string {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var b strings.Builder
+	for _, e := range ev.all {
+		fmt.Fprintf(&b, "  %s %-8s %-22s %v\n", e.Time.Format("15:04:05.000"), e.Node, e.Kind, e.Fields)
+	}
+	return b.String()
+}
+
+// running is a site whose engine runs until stop.
+type running struct {
+	site *site.Site
+	stop func()
+}
+
+// runSite builds nodes of p in lab l (all when nodes is empty) with stores
+// in stateDir and runs the engine; stop cancels it, waits and closes.
+func runSite(t *testing.T, p *profiles.Profile, l *lab.Lab, bus *engine.Bus, stateDir string, nodes ...string) *running {
+	t.Helper()
+	s, err := site.Build(p, site.Options{
+		Nodes:    nodes,
+		Netns:    func(node string) string { return l.Netns(node) },
+		OpenHost: func(netns string) (engine.Host, error) { return linux.Open(netns) },
+		StateDir: stateDir,
+		Bus:      bus,
+	})
+	if err != nil {
+		t.Fatalf("site: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Engine.Run(ctx) }()
+	var once sync.Once
+	r := &running{site: s}
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("engine stop: %v", err)
+			}
+			s.Close()
+		})
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// ipn runs `ip -n NETNS args...` and returns its output.
+func ipn(t *testing.T, netns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", netns}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %s: %v\n%s", netns, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// capture runs tcpdump in a namespace; the returned function stops it (by
+// PID) and returns the capture times of the matching packets.
+func capture(t *testing.T, netns, iface, filter string) func() []time.Time {
+	t.Helper()
+	labtest.RequireBinary(t, "tcpdump")
+	cmd := exec.Command("ip", "netns", "exec", netns, "tcpdump", "-i", iface, "-n", "-l", "-tt", "-U", filter)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	var mu sync.Mutex
+	var times []time.Time
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) == 0 {
+				continue
+			}
+			if secs, err := strconv.ParseFloat(f[0], 64); err == nil {
+				mu.Lock()
+				times = append(times, time.Unix(0, int64(secs*1e9)))
+				mu.Unlock()
+			}
+		}
+	}()
+	// tcpdump needs a moment to attach before packets count.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && !strings.Contains(stderr.String(), "listening on"); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var once sync.Once
+	stop := func() []time.Time {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			<-read
+			_ = cmd.Wait()
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Time(nil), times...)
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func storedAllocation(t *testing.T, path, id string) rhcp.Allocation {
+	t.Helper()
+	st, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var a rhcp.Allocation
+	if err := st.Get("rhcp.allocations", id, &a); err != nil {
+		t.Fatalf("stored allocation of %s: %v", id, err)
+	}
+	return a
+}
+
+// TestLabRHCP: the device gets the maintenance address and routes; the
+// server gets the stop and stops probing — a capture on the server link
+// counts the probes for the device's address after the stop: zero.
+func TestLabRHCP(t *testing.T) {
+	labtest.RequireRoot(t)
+	p := loadLab(t, "rhcp")
+	fastProbes(p)
+	l := labtest.Up(t, p)
+	probes := capture(t, l.Netns("server"), "eth0", "udp port 6655 and dst host 203.0.113.10")
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	state := t.TempDir()
+	r := runSite(t, p, l, bus, state)
+	ev.wait(t, 10*time.Second, "device", engine.KindAddressAdded, map[string]string{"address": "203.0.113.10/24", "source": "rhcp"})
+	stopped := ev.wait(t, 10*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"client_id": "ESN-0001"}).Time
+	ev.wait(t, 5*time.Second, "device", engine.KindMechanismWon, map[string]string{"mechanism": "rhcp"})
+	time.Sleep(2 * time.Second) // ≥ 5 probe intervals of the fast schedule
+	times := probes()
+	var before, after int
+	for _, at := range times {
+		if at.After(stopped) {
+			after++
+		} else {
+			before++
+		}
+	}
+	t.Logf("capture on server:eth0: %d probes before the stop, %d after", before, after)
+	if before == 0 {
+		t.Error("the capture saw no probe at all")
+	}
+	if after != 0 {
+		t.Errorf("%d probes on the wire after the stop", after)
+	}
+	if n := ev.count("server", engine.KindRHCPProbeSent, nil, stopped); n != 0 {
+		t.Errorf("%d rhcp.probe.sent after the stop", n)
+	}
+	dev := l.Netns("device")
+	if a := ipn(t, dev, "-4", "addr", "show", "dev", "eth0"); !strings.Contains(a, "inet 203.0.113.10/24") || !strings.Contains(a, "inet 192.0.2.2 peer 192.0.2.1/32") {
+		t.Errorf("device addresses:\n%s", a)
+	}
+	if rt := ipn(t, dev, "-4", "route"); !strings.Contains(rt, "198.51.100.0/24 via 192.0.2.1 dev eth0 onlink") {
+		t.Errorf("device routes:\n%s", rt)
+	}
+	if rt := ipn(t, l.Netns("router"), "-4", "route"); !strings.Contains(rt, "203.0.113.10 via 192.0.2.2 dev eth1 onlink") {
+		t.Errorf("router routes:\n%s", rt)
+	}
+	if stop, ok := ev.find("server", engine.KindRHCPStopReceived, nil); ok && !strings.HasPrefix(fmt.Sprint(stop.Fields["from"]), "203.0.113.10:") {
+		t.Errorf("stop came from %v, want the maintenance address", stop.Fields["from"])
+	}
+	r.stop()
+	if a := storedAllocation(t, filepath.Join(state, "server.db"), "ESN-0001"); a.State != rhcp.StateConfirmed {
+		t.Errorf("stored state %q, want confirmed", a.State)
+	}
+	// Not persistent: stopping the engine removed the address.
+	if a := ipn(t, dev, "-4", "addr", "show", "dev", "eth0"); strings.Contains(a, "203.0.113.10") {
+		t.Errorf("address left after stop:\n%s", a)
+	}
+}
