@@ -96,9 +96,11 @@ func (p *leasesPane) render(m *Model, w, h int) string {
 				if r.Role != "server" {
 					continue
 				}
+				// The server names clients by ClientKey: the client
+				// identifier in hex, else "mac:" and the hardware address.
 				id := r.ClientID
 				if id == "" {
-					id = r.MAC
+					id = "mac:" + r.MAC
 				}
 				l.row(tableLine(serverCols, []string{n.Name, r.Address, r.ClientID, r.MAC, r.State, countdown(now, r.Expiry)}),
 					serverLease{node: n.Name, client: id})

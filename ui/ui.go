@@ -399,3 +399,11 @@ func clip(l string, w int) string {
 // Snapshot returns the last snapshot the console drew (for tests and the
 // smoke test's assertions).
 func (m *Model) Snapshot() engine.Snapshot { return m.snap }
+
+// Notice shows a message in the status line (e.g. that capture could not
+// start), as an error.
+func (m *Model) Notice(msg string) {
+	m.setStatus(msg, true)
+	m.statusAt = time.Time{}.Add(1<<63 - 1) // stays until replaced
+	m.rebuild()
+}

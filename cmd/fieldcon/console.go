@@ -2,13 +2,203 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/term"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/trace"
+	"github.com/fieldcon/fieldcon/profiles"
+	"github.com/fieldcon/fieldcon/ui"
 )
 
-// cmdConsole is `fieldcon` without a subcommand. Until the TUI lands it runs
-// the demo lab headless and says so.
+// cmdConsole is `fieldcon` without a subcommand: the TUI. With no profile it
+// runs the embedded demo lab (built in namespaces, torn down on exit);
+// `-p PROFILE [--lab]` opens any profile, on real interfaces or in its lab.
 func cmdConsole(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "fieldcon: the console is not built yet; running the demo lab headless (fieldcon run -p demo --lab)")
-	return cmdRun(ctx, append([]string{"-p", "demo", "--lab"}, args...), stdout, stderr)
+	var f siteFlags
+	fs := newFlags("[-p PROFILE] [--lab]", stderr)
+	f.register(fs)
+	exportDir := fs.String("export-dir", "", "where `w` in the trace view writes pcapng files (default: the working directory)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon: unexpected argument %q (subcommands: run, lab, check, profiles, trace, version)\n", fs.Arg(0))
+		return exitUsage
+	}
+	if f.profile == "" {
+		f.profile, f.useLab = "demo", true
+	}
+	out, ok := stdout.(*os.File)
+	if !ok || !term.IsTerminal(out.Fd()) {
+		fmt.Fprintf(stderr, "fieldcon: the console needs a terminal; for scripts and pipes run `fieldcon run -p %s%s --json`\n", f.profile, labFlag(f.useLab))
+		return exitUsage
+	}
+	if f.useLab && os.Geteuid() != 0 {
+		fmt.Fprintf(stderr, "fieldcon: the %s lab needs root for its network namespaces: run `sudo fieldcon%s`, or `fieldcon check %s` to validate the profile without it\n",
+			f.profile, profileArgs(f), f.profile)
+		return exitUsage
+	}
+	return runConsole(ctx, &f, *exportDir, out, stderr)
+}
+
+func labFlag(on bool) string {
+	if on {
+		return " --lab"
+	}
+	return ""
+}
+
+func profileArgs(f siteFlags) string {
+	if f.profile == "demo" && f.useLab {
+		return ""
+	}
+	return " -p " + f.profile + labFlag(f.useLab)
+}
+
+// runConsole builds the site, starts the captures and the engine, runs the
+// TUI until q, then stops the engine (undoing its changes) and removes the
+// lab it built.
+func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.File, stderr io.Writer) int {
+	bus := engine.NewBus(10000)
+	sess, err := f.open(ctx, bus)
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	ectx, stopEngine := context.WithCancel(ctx)
+	defer stopEngine()
+
+	// Capture before the engine starts, so the first probes are in the trace.
+	ts := trace.NewSession(trace.SessionConfig{Decoder: trace.OptionsFromProfile(sess.profile)})
+	var captureErr error
+	var nodes []tracedNode
+	for _, n := range sess.profile.Nodes {
+		if h, ok := sess.site.Hosts[n.Name]; ok {
+			nodes = append(nodes, tracedNode{name: n.Name, netns: sess.site.Netns[n.Name], host: h})
+		}
+	}
+	if err := startCaptures(ectx, ts, uniqueNamespaces(nodes), nil); err != nil {
+		captureErr = err
+	}
+
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runErr = sess.site.Engine.Run(ectx)
+	}()
+
+	opt := consoleOptions(ectx, sess, bus, exportDir)
+	opt.Renderer = lipgloss.NewRenderer(out)
+	if len(ts.Capturing()) > 0 {
+		opt.Trace, opt.TraceOptions = ts.Ring(), trace.OptionsFromProfile(sess.profile)
+	}
+	m := ui.New(opt)
+	if captureErr != nil {
+		m.Notice("trace: " + captureErr.Error())
+	}
+	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithOutput(out), tea.WithContext(ctx))
+	_, tuiErr := p.Run()
+
+	if sess.builtLab {
+		fmt.Fprintf(stderr, "fieldcon: stopping: undoing the engine's changes and removing lab %s…\n", sess.labName)
+	} else {
+		fmt.Fprintln(stderr, "fieldcon: stopping: undoing the engine's changes…")
+	}
+	stopEngine()
+	ts.StopAll()
+	wg.Wait()
+	bus.Close()
+	code := exitOK
+	if tuiErr != nil && !errors.Is(tuiErr, tea.ErrProgramKilled) && !errors.Is(tuiErr, context.Canceled) {
+		fmt.Fprintf(stderr, "fieldcon: console: %v\n", tuiErr)
+		code = exitFailure
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "fieldcon: undo: %v\n", runErr)
+		code = exitFailure
+	}
+	if err := sess.close(); err != nil {
+		fmt.Fprintf(stderr, "fieldcon: lab down: %v\n", err)
+		code = exitFailure
+	}
+	return code
+}
+
+// consoleOptions wires the console to the site: its engine, its lab links,
+// and the actions the keyboard can trigger.
+func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, exportDir string) ui.Options {
+	host, _ := os.Hostname()
+	eng := sess.site.Engine
+	opt := ui.Options{
+		Profile: sess.profile.Name, Host: host, Lab: sess.labName != "",
+		Engine: eng, Bus: bus, ExportDir: exportDir, Context: ectx,
+	}
+	opt.Actions.Restart = func(_ context.Context, node, role string) error {
+		// The role lives as long as the engine, not as long as the key press.
+		return eng.RestartRole(ectx, node, role)
+	}
+	opt.Actions.ForceRenew = func(_ context.Context, node, client string) error {
+		r, ok := eng.Role(node, "dhcp_server")
+		if !ok {
+			return fmt.Errorf("node %s runs no dhcp_server", node)
+		}
+		fr, ok := r.(interface{ ForceRenew(key string) error })
+		if !ok {
+			return fmt.Errorf("the dhcp_server of %s cannot send FORCERENEW", node)
+		}
+		return fr.ForceRenew(client)
+	}
+	opt.Actions.Reprobe = func(ctx context.Context, node, role string) error {
+		r, ok := eng.Role(node, role)
+		if !ok {
+			return fmt.Errorf("node %s runs no %s", node, role)
+		}
+		rp, ok := r.(interface{ Reprobe(ctx context.Context) error })
+		if !ok {
+			return fmt.Errorf("%s on %s cannot re-probe yet; restart it with r", role, node)
+		}
+		return rp.Reprobe(ctx)
+	}
+	if sess.labName != "" && sess.profile.Lab != nil {
+		for _, l := range sess.profile.Lab.Links {
+			opt.Links = append(opt.Links, ui.LabLink{A: l.A.String(), B: l.B.String()})
+		}
+		name := sess.labName
+		opt.Actions.FlapLink = func(ctx context.Context, l ui.LabLink) error { return flapLink(ctx, name, l) }
+	}
+	return opt
+}
+
+// flapLink takes the A end of a lab link down for two seconds and brings it
+// back: a cable pulled and plugged in again.
+func flapLink(ctx context.Context, labName string, l ui.LabLink) error {
+	var end profiles.Endpoint
+	if err := end.UnmarshalText([]byte(l.A)); err != nil {
+		return err
+	}
+	lb := &lab.Lab{Name: labName}
+	if err := lab.SetLinkUp(lb, end, false); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+	}
+	return lab.SetLinkUp(lb, end, true)
 }
