@@ -169,7 +169,9 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		if !ok {
 			return fmt.Errorf("node %s runs no %s", node, role)
 		}
-		rp, ok := r.(interface{ Reprobe(ctx context.Context) error })
+		rp, ok := r.(interface {
+			Reprobe(ctx context.Context) error
+		})
 		if !ok {
 			return fmt.Errorf("%s on %s cannot re-probe yet; restart it with r", role, node)
 		}
