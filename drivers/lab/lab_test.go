@@ -41,11 +41,15 @@ down = true
 
 func parse(t *testing.T, src string) *profiles.Profile {
 	t.Helper()
-	p, err := profiles.Parse("test.toml", []byte(src))
+	p, err := parseProfile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func parseProfile(src string) (*profiles.Profile, error) {
+	return profiles.Parse("test.toml", []byte(src))
 }
 
 func ipOut(t *testing.T, args ...string) string {

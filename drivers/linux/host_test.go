@@ -24,7 +24,7 @@ import (
 // fc-t-<random>, acts only inside them, checks the kernel's state with
 // iproute2 rather than only through the driver, and deletes them.
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: requires root (run as root or with sudo)")
@@ -34,7 +34,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, args ...string) string {
+func run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -44,7 +44,7 @@ func run(t *testing.T, args ...string) string {
 }
 
 // newNetns creates a uniquely named namespace, removed at cleanup.
-func newNetns(t *testing.T) string {
+func newNetns(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -58,7 +58,7 @@ func newNetns(t *testing.T) string {
 	return name
 }
 
-func open(t *testing.T, ns string) *Host {
+func open(t testing.TB, ns string) *Host {
 	t.Helper()
 	h, err := Open(ns)
 	if err != nil {
@@ -70,7 +70,7 @@ func open(t *testing.T, ns string) *Host {
 
 // vethPair creates a veth pair between namespaces a and b (a0 in a, b0 in
 // b), both up, created inside a so nothing ever exists in the root namespace.
-func vethPair(t *testing.T, a, b string) {
+func vethPair(t testing.TB, a, b string) {
 	t.Helper()
 	run(t, "ip", "-n", a, "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", b)
 	run(t, "ip", "-n", a, "link", "set", "a0", "up")
@@ -411,7 +411,7 @@ func TestCommand(t *testing.T) {
 }
 
 // twoHosts builds a veth link a0 (192.0.2.1/24) — b0 (192.0.2.2/24).
-func twoHosts(t *testing.T) (ha, hb *Host, a, b string) {
+func twoHosts(t testing.TB) (ha, hb *Host, a, b string) {
 	t.Helper()
 	a, b = newNetns(t), newNetns(t)
 	vethPair(t, a, b)
