@@ -690,6 +690,15 @@ func TestTUN(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
+	// A capture on a TUN (no link-layer header) sees bare IP packets.
+	capture, err := h.OpenPacket("fct0", engine.PacketOptions{Protocol: engine.EthAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capture.Close()
+	if capture.LinkType() != 101 {
+		t.Errorf("LinkType on a TUN = %d, want 101 (raw IP)", capture.LinkType())
+	}
 	peer := netip.MustParseAddr("198.18.0.2")
 	if _, err := dev.Write(ipv4UDP(peer, netip.MustParseAddr("198.18.0.1"), 6000, 5000, []byte("through tun"))); err != nil {
 		t.Fatal(err)
@@ -699,6 +708,11 @@ func TestTUN(t *testing.T) {
 	n, from, err := srv.ReadFromUDPAddrPort(buf)
 	if err != nil || string(buf[:n]) != "through tun" || from.Addr() != peer {
 		t.Fatalf("server got %q from %s, %v", buf[:n], from, err)
+	}
+	capture.SetReadDeadline(time.Now().Add(3 * time.Second))
+	cbuf := make([]byte, 2048)
+	if n, info, err := capture.ReadPacket(cbuf); err != nil || n < 20 || cbuf[0] != 0x45 || info.Direction != engine.DirIn || info.Protocol != engine.EthIPv4 {
+		t.Errorf("capture on the TUN: % x %+v %v; want the IPv4 packet written, inbound", cbuf[:min(n, 32)], info, err)
 	}
 	if _, err := srv.WriteToUDPAddrPort([]byte("reply"), from); err != nil {
 		t.Fatal(err)
