@@ -164,7 +164,7 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	env.Progress.Done("nat")
-	conn, err := env.Host.ListenUDP(s.cfg.Listen.AddrPort, engine.UDPOptions{})
+	conn, err := listenRetry(ctx, env.Host, s.cfg.Listen.AddrPort)
 	if err != nil {
 		return fmt.Errorf("tunnel server: listen on %s: %w", s.cfg.Listen, err)
 	}
@@ -644,4 +644,21 @@ func (s *Server) Tunnels() []engine.TunnelRow {
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Index < rows[j].Index })
 	return rows
+}
+
+// listenRetry opens the server's socket, waiting up to 10 s for its address:
+// roles start together, and the static role may not have added it yet.
+func listenRetry(ctx context.Context, h engine.Host, laddr netip.AddrPort) (engine.UDPConn, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := h.ListenUDP(laddr, engine.UDPOptions{})
+		if err == nil || time.Now().After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
