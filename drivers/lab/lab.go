@@ -8,9 +8,11 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -352,9 +354,10 @@ func (b *builder) addLink(l profiles.LabLink) error {
 	// moment in the root namespace, and names need only be unique per
 	// namespace (both ends may be "eth0").
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: l.A.Iface, MTU: mtu},
-		PeerName:      l.B.Iface,
-		PeerNamespace: netlink.NsFd(int(nb.ns)),
+		LinkAttrs:        netlink.LinkAttrs{Name: l.A.Iface, MTU: mtu, HardwareAddr: MAC(l.A)},
+		PeerName:         l.B.Iface,
+		PeerHardwareAddr: MAC(l.B),
+		PeerNamespace:    netlink.NsFd(int(nb.ns)),
 	}
 	if err := na.h.LinkAdd(veth); err != nil {
 		return fmt.Errorf("ip -n %s link add %s type veth peer name %s netns %s: %w", na.name, l.A.Iface, l.B.Iface, nb.name, err)
@@ -379,6 +382,14 @@ func (b *builder) addLink(l profiles.LabLink) error {
 		}
 	}
 	return nil
+}
+
+// MAC is the address a lab gives interface end: locally administered
+// (02:…, IEEE 802 §8.2.2), derived from "node:iface", so traces and golden
+// files show the same MACs on every run.
+func MAC(end profiles.Endpoint) net.HardwareAddr {
+	h := sha256.Sum256([]byte(end.String()))
+	return net.HardwareAddr{0x02, 0xfc, h[0], h[1], h[2], h[3]}
 }
 
 // addNetem puts a netem root qdisc on one end: loss in percent, delay one

@@ -443,8 +443,12 @@ func TestLabtestUp(t *testing.T) {
 	}
 	out := labtest.Exec(t, l.Netns("router"), "ip", "-o", "link", "show")
 	mustContain(t, out, "eth0@", "eth1@")
-	if lk, err := labtest.Host(t, l, "device").LinkByName("eth0"); err != nil || lk.Up || lk.MTU != 1500 {
-		t.Errorf("device eth0 through labtest.Host: %+v, %v; want down, MTU 1500", lk, err)
+	end := profiles.Endpoint{Node: "device", Iface: "eth0"}
+	if lk, err := labtest.Host(t, l, "device").LinkByName("eth0"); err != nil || lk.Up || lk.MTU != 1500 || lk.MAC.String() != lab.MAC(end).String() {
+		t.Errorf("device eth0 through labtest.Host: %+v, %v; want down, MTU 1500, MAC %s", lk, err, lab.MAC(end))
+	}
+	if lab.MAC(end)[0]&3 != 2 || lab.MAC(end).String() == lab.MAC(profiles.Endpoint{Node: "router", Iface: "eth1"}).String() {
+		t.Errorf("MAC %s is not a locally administered unicast address unique to its end", lab.MAC(end))
 	}
 }
 
