@@ -178,26 +178,26 @@ func candidates(name string) ([]string, error) {
 	return out, nil
 }
 
-// member says whether namespace ns belongs to lab name, and its marker. A
-// namespace of another lab whose name shares the prefix ("fc-a-b-x" is node
-// "b-x" of lab "a" or node "x" of lab "a-b") carries that lab's marker and
-// is left alone; one without a marker (creation interrupted before the
-// marker was set) is taken as this lab's.
+// member says whether namespace ns belongs to lab name, and its marker.
+// Only a namespace whose lo carries this lab's marker does: a namespace of
+// another lab that shares the prefix ("fc-a-b-x" is node "b-x" of lab "a" or
+// node "x" of lab "a-b") carries that lab's marker, and one without any
+// marker is somebody else's (a test's own namespace), so neither is ever
+// touched. Up sets the marker right after `ip netns add`; only a kill in
+// between could leave an unmarked namespace of a lab, which Down then leaves
+// for `ip netns del`.
 func member(name, ns string) (marker, bool) {
 	n, err := openNS(ns)
 	if err != nil {
-		return marker{}, true
+		return marker{}, false
 	}
 	defer n.close()
 	lo, err := n.h.LinkByName("lo")
 	if err != nil {
-		return marker{}, true
+		return marker{}, false
 	}
 	m, ok := parseMarker(lo.Attrs().Alias)
-	if !ok {
-		return marker{}, true
-	}
-	return m, m.lab == name
+	return m, ok && m.lab == name
 }
 
 // namespaces lists the lab's namespaces with their markers.

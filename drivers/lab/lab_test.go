@@ -403,7 +403,8 @@ func helperUp(name string) {
 }
 
 // TestDownSparesAnotherLab: lab "N-b" with node "c" owns fc-N-b-c, which
-// also starts with lab N's prefix fc-N-; Down(N) must leave it.
+// also starts with lab N's prefix fc-N-; Down(N) must leave it, and a
+// namespace fc-N-x that no lab marked (another test's) as well.
 func TestDownSparesAnotherLab(t *testing.T) {
 	labtest.RequireRoot(t)
 	name := labtest.UniqueName("s")
@@ -418,6 +419,9 @@ name = "c"
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lab.Down(other) })
+	foreign := lab.NetnsName(name, "x")
+	ipOut(t, "ip", "netns", "add", foreign)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", foreign).Run() })
 	if lab.Exists(name) {
 		t.Errorf("Exists(%s) is true: another lab's namespace taken for it", name)
 	}
@@ -426,6 +430,9 @@ name = "c"
 	}
 	if !lab.Exists(other) {
 		t.Fatalf("Down(%s) removed lab %s", name, other)
+	}
+	if _, err := os.Stat("/var/run/netns/" + foreign); err != nil {
+		t.Errorf("Down(%s) removed the unmarked namespace %s", name, foreign)
 	}
 	if err := lab.Down(other); err != nil {
 		t.Fatal(err)
