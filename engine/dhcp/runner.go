@@ -386,3 +386,29 @@ func ApplyLease(env *engine.Env, l *Lease, routes bool) error {
 	}
 	return nil
 }
+
+// ifaceIPv4 waits up to timeout for iface to have IPv4 addresses (a static
+// role of the same node configures them concurrently) and returns them.
+func ifaceIPv4(ctx context.Context, env *engine.Env, iface string, timeout time.Duration) ([]netip.Prefix, error) {
+	end := time.Now().Add(timeout)
+	for {
+		as, err := env.Host.Addresses(iface)
+		if err != nil {
+			return nil, fmt.Errorf("addresses of %s: %w", iface, err)
+		}
+		var out []netip.Prefix
+		for _, a := range as {
+			if a.Prefix.Addr().Is4() {
+				out = append(out, a.Prefix)
+			}
+		}
+		if len(out) > 0 || time.Now().After(end) {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -3,6 +3,7 @@ package site
 import (
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/arbitrate"
+	"github.com/fieldcon/fieldcon/engine/dhcp"
 	"github.com/fieldcon/fieldcon/engine/rhcp"
 	"github.com/fieldcon/fieldcon/engine/static"
 	"github.com/fieldcon/fieldcon/engine/tunnel"
@@ -36,6 +37,15 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	}
 	if n.TunnelClient != nil {
 		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
+	}
+	if n.DHCPServer != nil {
+		roles = append(roles, dhcp.NewServerRole(*n.DHCPServer))
+	}
+	if n.DHCPRelay != nil {
+		roles = append(roles, dhcp.NewRelayRole(*n.DHCPRelay))
+	}
+	if n.DHCPClient != nil {
+		roles = append(roles, dhcp.NewClientRole(*n.DHCPClient))
 	}
 	return arbitrate.Wrap(n.Mechanisms, roles), nil
 }

@@ -1,0 +1,402 @@
+package dhcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/store"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// LeaseBucket is the store bucket of a server's leases (key: ClientKey).
+const LeaseBucket = "dhcp.leases"
+
+// ServerRole is the dhcp_server role.
+type ServerRole struct {
+	cfg profiles.DHCPServer
+
+	mu    sync.Mutex
+	srv   *Server
+	env   *engine.Env
+	conns map[string]engine.UDPConn
+	links map[string][]netip.Prefix
+	// pending carries replies that promise a lease to the committer, which
+	// syncs a batch of them to disk and only then sends them.
+	pending chan pendingReply
+}
+
+type pendingReply struct {
+	conn  engine.UDPConn
+	reply Reply
+}
+
+// NewServerRole builds the role from its profile section.
+func NewServerRole(cfg profiles.DHCPServer) *ServerRole { return &ServerRole{cfg: cfg} }
+
+// Kind implements engine.Role.
+func (r *ServerRole) Kind() string { return "dhcp_server" }
+
+// ServerConfigFrom converts a profile section; serverID is used when the
+// profile names none.
+func ServerConfigFrom(p profiles.DHCPServer, serverID netip.Addr) ServerConfig {
+	c := ServerConfig{ServerID: serverID, RapidCommit: p.RapidCommit, ForceRenewNonce: p.ForceRenew}
+	if p.ServerID != nil {
+		c.ServerID = p.ServerID.Addr
+	}
+	addrs := func(as []profiles.Addr) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range as {
+			out = append(out, a.Addr)
+		}
+		return out
+	}
+	for _, pp := range p.Pools {
+		pool := Pool{Subnet: pp.Subnet.Prefix, Start: pp.Start.Addr, End: pp.End.Addr, Routers: addrs(pp.Routers),
+			DNS: addrs(pp.DNS), Domain: pp.Domain, LeaseTime: pp.LeaseTime.Or(p.LeaseTime.Or(time.Hour))}
+		if pp.CloudServer != nil {
+			pool.CloudServer = pp.CloudServer.Addr
+		}
+		c.Pools = append(c.Pools, pool)
+	}
+	for _, rr := range p.Reservations {
+		res := Reservation{ClientID: EncodeClientID(rr.ClientID), Address: rr.Address.Addr}
+		if rr.MAC != "" {
+			res.MAC, _ = net.ParseMAC(rr.MAC)
+		}
+		if rr.CloudServer != nil {
+			res.CloudServer = rr.CloudServer.Addr
+		}
+		c.Reservations = append(c.Reservations, res)
+	}
+	return c
+}
+
+// LoadLeases reads a server's leases from a store.
+func LoadLeases(st *store.Store) ([]ServerLease, error) {
+	var out []ServerLease
+	err := st.ForEach(LeaseBucket, func(key string, v []byte) error {
+		var l ServerLease
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("lease %s: %w", key, err)
+		}
+		out = append(out, l)
+		return nil
+	})
+	return out, err
+}
+
+// Run implements engine.Role.
+func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
+	if env.Store == nil {
+		return errors.New("dhcp server: no store for leases (run with a state directory); leases must survive a restart")
+	}
+	env.Progress.Plan("leases loaded", "listening")
+	r.links = map[string][]netip.Prefix{}
+	var sid netip.Addr
+	for _, iface := range r.cfg.Ifaces {
+		ps, err := ifaceIPv4(ctx, env, iface, 5*time.Second)
+		if err != nil {
+			return fmt.Errorf("dhcp server: %w", err)
+		}
+		r.links[iface] = ps
+		if len(ps) > 0 && !sid.IsValid() {
+			sid = ps[0].Addr()
+		}
+	}
+	cfg := ServerConfigFrom(r.cfg, sid)
+	if !cfg.ServerID.IsValid() {
+		return fmt.Errorf("dhcp server: no IPv4 address on %v for the server identifier; set server_id or configure the interface first", r.cfg.Ifaces)
+	}
+	srv := NewServer(cfg)
+	leases, err := LoadLeases(env.Store)
+	if err != nil {
+		return fmt.Errorf("dhcp server: load leases from %s: %w", env.Store.Path(), err)
+	}
+	for _, l := range leases {
+		srv.Restore(l)
+	}
+	env.Progress.Done("leases loaded")
+	r.mu.Lock()
+	r.srv, r.env, r.conns = srv, env, map[string]engine.UDPConn{}
+	r.pending = make(chan pendingReply, 1024)
+	r.mu.Unlock()
+	for _, iface := range r.cfg.Ifaces {
+		c, err := env.Host.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), ServerPort),
+			engine.UDPOptions{Device: iface, Broadcast: true, ReuseAddr: true})
+		if err != nil {
+			r.closeConns()
+			return fmt.Errorf("dhcp server: listen on %s port 67 (another DHCP server running?): %w", iface, err)
+		}
+		r.mu.Lock()
+		r.conns[iface] = c
+		r.mu.Unlock()
+	}
+	defer r.closeConns()
+	env.Progress.Done("listening")
+	env.Log.Info("dhcp server listening", "ifaces", r.cfg.Ifaces, "server_id", cfg.ServerID, "leases", len(leases))
+
+	var wg sync.WaitGroup
+	for iface, c := range r.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.serve(ctx, iface, c)
+		}()
+	}
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		r.committer(ctx)
+	}()
+	sweep := time.NewTicker(r.cfg.SweepInterval.Or(10 * time.Second))
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.closeConns()
+			wg.Wait()
+			<-committerDone
+			return nil
+		case now := <-sweep.C:
+			r.sweep(now)
+		}
+	}
+}
+
+func (r *ServerRole) closeConns() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.Close()
+	}
+}
+
+func (r *ServerRole) serve(ctx context.Context, iface string, c engine.UDPConn) {
+	buf := make([]byte, 65536)
+	for ctx.Err() == nil {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		req, err := dhcpv4.FromBytes(buf[:n])
+		if err != nil {
+			r.env.Log.Debug("dhcp server: undecodable message", "from", from, "err", err)
+			continue
+		}
+		r.mu.Lock()
+		reply := r.srv.Handle(req, r.links[iface], time.Now())
+		r.mu.Unlock()
+		switch {
+		case reply.Commit != nil:
+			select {
+			case r.pending <- pendingReply{conn: c, reply: reply}:
+			case <-ctx.Done():
+				return
+			}
+		case reply.Msg != nil:
+			r.send(c, reply)
+		}
+	}
+}
+
+// committer syncs leases to disk in batches (one fsync for every reply
+// waiting) and sends each reply only after its lease is on disk: a client
+// that received an ACK finds its lease after a crash.
+func (r *ServerRole) committer(ctx context.Context) {
+	batch := make([]pendingReply, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-r.pending:
+			batch = append(batch[:0], p)
+		}
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case p := <-r.pending:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		err := r.env.Store.Batch(func(tx *store.Tx) error {
+			for _, p := range batch {
+				if err := tx.Put(LeaseBucket, p.reply.Commit.Key, p.reply.Commit); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			// Without the lease on disk the promise cannot be made.
+			r.env.Error(fmt.Errorf("dhcp server: store %d leases in %s (replies not sent): %w", len(batch), r.env.Store.Path(), err))
+			continue
+		}
+		for _, p := range batch {
+			if p.reply.Msg != nil {
+				r.send(p.conn, p.reply)
+			}
+			if p.reply.Msg != nil && p.reply.Msg.MessageType() == dhcpv4.MessageTypeAck {
+				l := p.reply.Commit
+				f := engine.Fields{"address": l.Address.String(), "client": l.Key, "mac": l.MAC, "role": "server"}
+				if l.CircuitID != "" {
+					f["circuit_id"], f["remote_id"] = l.CircuitID, l.RemoteID
+				}
+				r.env.Emit.Emit(engine.KindDHCPBound, f)
+			}
+		}
+	}
+}
+
+func (r *ServerRole) send(c engine.UDPConn, reply Reply) {
+	if _, err := c.WriteToUDPAddrPort(reply.Msg.ToBytes(), reply.To); err != nil {
+		r.env.Log.Warn("dhcp server: send failed", "to", reply.To, "err", err)
+	}
+}
+
+func (r *ServerRole) sweep(now time.Time) {
+	r.mu.Lock()
+	expired := r.srv.Sweep(now)
+	r.mu.Unlock()
+	if len(expired) == 0 {
+		return
+	}
+	err := r.env.Store.Batch(func(tx *store.Tx) error {
+		for _, l := range expired {
+			if err := tx.Put(LeaseBucket, l.Key, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.env.Error(fmt.Errorf("dhcp server: store expired leases: %w", err))
+	}
+}
+
+// ForceRenew sends an authenticated FORCERENEW to one bound client (by its
+// ClientKey), after storing the advanced replay counter.
+func (r *ServerRole) ForceRenew(key string) error {
+	r.mu.Lock()
+	if r.srv == nil {
+		r.mu.Unlock()
+		return errors.New("dhcp server is not running")
+	}
+	raw, to, l, err := r.srv.ForceRenew(key)
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("forcerenew: %w", err)
+	}
+	if err := r.env.Store.Put(LeaseBucket, l.Key, l); err != nil {
+		return fmt.Errorf("forcerenew: store replay counter: %w", err)
+	}
+	c := r.connFor(l.Address)
+	if c == nil {
+		return errors.New("forcerenew: no socket")
+	}
+	if _, err := c.WriteToUDPAddrPort(raw, to); err != nil {
+		return fmt.Errorf("forcerenew to %s: %w", to, err)
+	}
+	r.env.Emit.Emit(engine.KindForceRenewSent, engine.Fields{"client": key, "address": l.Address.String(), "to": to.String()})
+	return nil
+}
+
+// connFor picks the socket whose interface reaches addr: on its subnet, or
+// the device of the route to it.
+func (r *ServerRole) connFor(addr netip.Addr) engine.UDPConn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for iface, ps := range r.links {
+		for _, p := range ps {
+			if p.Masked().Contains(addr) && r.conns[iface] != nil {
+				return r.conns[iface]
+			}
+		}
+	}
+	if routes, err := r.env.Host.Routes(); err == nil {
+		best := -1
+		var dev string
+		for _, rt := range routes {
+			if rt.Dst.Contains(addr) && rt.Dst.Bits() > best && r.conns[rt.Dev] != nil {
+				best, dev = rt.Dst.Bits(), rt.Dev
+			}
+		}
+		if dev != "" {
+			return r.conns[dev]
+		}
+	}
+	for _, iface := range r.cfg.Ifaces {
+		if c := r.conns[iface]; c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// Reload applies a changed profile section (IP sync, DESIGN.md §4): every
+// bound client whose reserved address or cloud server changes is sent a
+// FORCERENEW, so it renews and picks the change up. It returns the clients
+// it pushed to.
+func (r *ServerRole) Reload(cfg profiles.DHCPServer) ([]string, error) {
+	r.mu.Lock()
+	if r.srv == nil {
+		r.mu.Unlock()
+		return nil, errors.New("dhcp server is not running")
+	}
+	old := r.srv.Config()
+	next := ServerConfigFrom(cfg, old.ServerID)
+	before := map[string]ServerLease{}
+	for _, l := range r.srv.Leases() {
+		if l.State == LeaseBound {
+			before[l.Key] = l
+		}
+	}
+	r.srv.SetConfig(next)
+	r.cfg = cfg
+	var push []string
+	for key, l := range before {
+		addr, cloud := r.srv.Entitled(key, l)
+		if addr != l.Address || cloud != l.CloudServer {
+			push = append(push, key)
+		}
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, key := range push {
+		if err := r.ForceRenew(key); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return push, errors.Join(errs...)
+}
+
+// Report implements engine.Reporter.
+func (r *ServerRole) Report(s *engine.NodeSnapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv == nil {
+		return
+	}
+	for _, l := range r.srv.Leases() {
+		s.Leases = append(s.Leases, LeaseRowOf(l))
+	}
+}
+
+// LeaseRowOf is a server lease as a snapshot row.
+func LeaseRowOf(l ServerLease) engine.LeaseRow {
+	return engine.LeaseRow{Role: "server", Address: l.Address.String(), ClientID: l.ClientID, MAC: l.MAC,
+		State: l.State, Expiry: l.Expiry}
+}
