@@ -34,11 +34,17 @@ type term struct {
 func start(t *testing.T, opt Options) (*term, *Model) {
 	t.Helper()
 	m := New(opt)
-	tm := &term{TestModel: teatest.NewTestModel(t, m, teatest.WithInitialTermSize(termW, termH))}
+	tm := &term{TestModel: teatestModel(t, m, termW, termH)}
 	t.Cleanup(func() { _ = tm.Quit() })
 	waitFor(t, tm, "events")
 	tm.mark = 0
 	return tm, m
+}
+
+func teatestModel(t *testing.T, m *Model, w, h int) *teatest.TestModel {
+	tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(w, h))
+	t.Cleanup(func() { _ = tm.Quit() })
+	return tm
 }
 
 // waitFor waits until the output since the last keys contains all of subs.
@@ -70,6 +76,8 @@ func keys(tm *term, ks ...string) {
 			tm.Send(tea.KeyMsg{Type: tea.KeyTab})
 		case "up":
 			tm.Send(tea.KeyMsg{Type: tea.KeyUp})
+		case "pgup":
+			tm.Send(tea.KeyMsg{Type: tea.KeyPgUp})
 		case "down":
 			tm.Send(tea.KeyMsg{Type: tea.KeyDown})
 		case "space":
@@ -82,10 +90,11 @@ func keys(tm *term, ks ...string) {
 	}
 }
 
-// finish quits with q and returns the last frame drawn.
+// finish quits with ctrl+c (which works also while a filter is typed) and
+// returns the last frame drawn.
 func finish(t *testing.T, tm *term) string {
 	t.Helper()
-	keys(tm, "q")
+	tm.Send(tea.KeyMsg{Type: tea.KeyCtrlC})
 	fm := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second))
 	return fm.(*Model).Frame()
 }

@@ -157,7 +157,7 @@ func (p *natPane) render(m *Model, w, h int) string {
 		dir = "↓"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %d mappings  %d tunnels  out %s pkts %s B  in %s pkts %s B  %s\n",
+	fmt.Fprintf(&b, "%s  %d mappings  %d tunnels  out %sp %sB  in %sp %sB  %s\n",
 		st.Title.Render("NAT"), len(p.rows), tunnels, si(po), si(bo), si(pi), si(bi),
 		st.Dim.Render("sort "+fields[p.sortCol].title+" "+dir))
 	b.WriteString("  " + tableHeader(st, cols) + "\n")

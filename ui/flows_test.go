@@ -1,0 +1,395 @@
+package ui
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/exp/teatest"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/trace"
+)
+
+// frameLines returns the body lines of a frame (without header, tabs,
+// status and footer).
+func bodyLines(frame string) []string {
+	l := strings.Split(frame, "\n")
+	return l[2 : len(l)-2]
+}
+
+func TestSwitchViews(t *testing.T) {
+	tm, _ := start(t, recordedOptions(t))
+	steps := []struct {
+		key, active string
+	}{
+		{"tab", "[2 Trace]"}, {"tab", "[3 NAT]"}, {"6", "[6 Log]"}, {"tab", "[1 Overview]"},
+		{"shift+tab", "[6 Log]"}, {"4", "[4 Leases]"}, {"5", "[5 Topology]"},
+	}
+	for _, s := range steps {
+		if s.key == "shift+tab" {
+			tm.Send(tea.KeyMsg{Type: tea.KeyShiftTab})
+		} else {
+			keys(tm, s.key)
+		}
+		waitFor(t, tm, s.active)
+	}
+	frame := finish(t, tm)
+	if tabs := strings.Split(frame, "\n")[1]; !strings.Contains(tabs, "[5 Topology]") {
+		t.Errorf("tabs = %q, want Topology active", tabs)
+	}
+}
+
+func TestTraceFilter(t *testing.T) {
+	t.Run("error_marker", func(t *testing.T) {
+		tm, _ := start(t, recordedOptions(t))
+		keys(tm, "2", "/", "rhcp andd udp")
+		waitFor(t, tm, "^ ")
+		keys(tm, "enter") // refused: the filter does not parse
+		checkFrame(t, finish(t, tm))
+	})
+	t.Run("applied", func(t *testing.T) {
+		tm, m := start(t, recordedOptions(t))
+		keys(tm, "2", "/", "rhcp and ip.dst == 203.0.113.10")
+		waitFor(t, tm, "✓")
+		keys(tm, "enter")
+		waitFor(t, tm, "filter: rhcp and ip.dst")
+		frame := finish(t, tm)
+		checkFrame(t, frame)
+		var rows []string
+		for _, l := range bodyLines(frame) {
+			if strings.Contains(l, " > ") {
+				rows = append(rows, l)
+			}
+		}
+		if len(rows) != 2 {
+			t.Fatalf("filtered list has %d packets, want the 2 probes:\n%s", len(rows), frame)
+		}
+		for _, r := range rows {
+			if !strings.Contains(r, "RHCP") || !strings.Contains(r, "> 203.0.113.10") {
+				t.Errorf("row %q does not pass the filter", r)
+			}
+		}
+		if m.tr.editing {
+			t.Error("filter bar still has the keyboard after enter")
+		}
+	})
+	t.Run("node_selection", func(t *testing.T) {
+		tm, _ := start(t, recordedOptions(t))
+		keys(tm, "2")
+		waitFor(t, tm, "who-has")
+		keys(tm, "n") // the first captured node: router
+		waitFor(t, tm, "node router")
+		frame := finish(t, tm)
+		for _, l := range bodyLines(frame) {
+			if strings.Contains(l, " > ") && !strings.Contains(l, " router eth1 ") {
+				t.Errorf("node router selected, but the list shows %q", l)
+			}
+		}
+	})
+}
+
+// addPackets captures n more frames into r, as a capture goroutine would.
+func addPackets(r *trace.Ring, n int, at time.Time) {
+	dec := trace.NewDecoder(trace.DecoderOptions{})
+	for i := 0; i < n; i++ {
+		f := udpFrame("198.51.100.1:4000", "203.0.113.10:9", []byte("late"))
+		var s trace.Summary
+		dec.Decode(layers.LinkTypeEthernet, f, &s)
+		s.Time, s.Len = at.Add(time.Duration(i)*time.Millisecond).UnixNano(), uint32(len(f))
+		r.Add(s, f)
+	}
+}
+
+func TestTracePauseAndFollow(t *testing.T) {
+	opt := recordedOptions(t)
+	ring := opt.Trace.(*trace.Ring)
+	tm, m := start(t, opt)
+	keys(tm, "2")
+	waitFor(t, tm, "5 held")
+	keys(tm, "space")
+	waitFor(t, tm, "paused")
+	addPackets(ring, 3, t0)
+	waitFor(t, tm, "(3 new)")
+	time.Sleep(100 * time.Millisecond) // several ticks: a paused list must not move
+	if got := len(m.tr.rows); got != 5 || strings.Contains(m.Frame(), "198.51.100.1:4000") {
+		t.Fatalf("paused list changed: %d rows\n%s", got, m.Frame())
+	}
+	keys(tm, "G")
+	waitFor(t, tm, "8 held", "● follow")
+	frame := finish(t, tm)
+	lines := bodyLines(frame)
+	var last string
+	for _, l := range lines {
+		if strings.Contains(l, " > ") {
+			last = l
+		}
+	}
+	if !strings.HasPrefix(last, "▸ ") || !strings.Contains(last, "198.51.100.1:4000") {
+		t.Errorf("after G the newest packet should be selected, last row %q", last)
+	}
+}
+
+func TestTraceScrollBack(t *testing.T) {
+	opt := recordedOptions(t)
+	ring := opt.Trace.(*trace.Ring)
+	addPackets(ring, 200, t0)
+	tm, m := start(t, opt)
+	keys(tm, "2")
+	waitFor(t, tm, "205 held")
+	keys(tm, "pgup")
+	tm.Send(tea.KeyMsg{Type: tea.KeyPgUp})
+	waitFor(t, tm, "scrolled")
+	keys(tm, "g")
+	waitFor(t, tm, "who-has") // the oldest packet, seq 0
+	addPackets(ring, 10, t0.Add(time.Second))
+	waitFor(t, tm, "215 captured")
+	frame := finish(t, tm)
+	if m.tr.rows[0].Seq != 0 || !strings.Contains(frame, "▸ 06:59:10.000 router eth1 out ARP") {
+		t.Errorf("g should hold the oldest packet selected while new ones arrive:\n%s", frame)
+	}
+}
+
+func TestTraceExport(t *testing.T) {
+	opt := recordedOptions(t)
+	tm, _ := start(t, opt)
+	keys(tm, "2", "/", "rhcp")
+	waitFor(t, tm, "✓")
+	keys(tm, "enter")
+	waitFor(t, tm, "filter: rhcp")
+	keys(tm, "w")
+	waitFor(t, tm, "wrote 3 packets")
+	finish(t, tm)
+
+	files, _ := filepath.Glob(filepath.Join(opt.ExportDir, "fieldcon-demo-*.pcapng"))
+	if len(files) != 1 {
+		t.Fatalf("export wrote %v, want one pcapng file", files)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("not pcapng: %v", err)
+	}
+	n := 0
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		if !bytes.Contains(data, []byte("ESN-0001")) {
+			t.Errorf("packet %d is not an RHCP message of the demo", n)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Errorf("file holds %d packets, want the 3 RHCP ones the view shows", n)
+	}
+}
+
+func TestHelpOpensAndCloses(t *testing.T) {
+	tm, m := start(t, recordedOptions(t))
+	keys(tm, "3", "?")
+	waitFor(t, tm, "esc or ? closes")
+	keys(tm, "esc")
+	waitFor(t, tm, "[3 NAT]")
+	finish(t, tm)
+	if m.help {
+		t.Error("help still open after esc")
+	}
+}
+
+func TestQuitClosesSubscription(t *testing.T) {
+	tm, m := start(t, recordedOptions(t))
+	keys(tm, "q")
+	tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+	select {
+	case _, ok := <-m.sub.C:
+		for ok {
+			_, ok = <-m.sub.C
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the event subscription is still open after q")
+	}
+	if m.View() != "" {
+		t.Error("View after quit should be empty, leaving a clean terminal")
+	}
+}
+
+// recorder stands in for the engine and lab actions and records the calls.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recorder) add(s string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+	return nil
+}
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+func TestActions(t *testing.T) {
+	rec := &recorder{}
+	opt := recordedOptions(t)
+	opt.Actions = Actions{
+		Restart:    func(_ context.Context, node, role string) error { return rec.add("restart " + node + " " + role) },
+		Reprobe:    func(_ context.Context, node, role string) error { return rec.add("reprobe " + node + " " + role) },
+		ForceRenew: func(_ context.Context, node, client string) error { return rec.add("forcerenew " + node + " " + client) },
+		FlapLink:   func(_ context.Context, l LabLink) error { return rec.add("flap " + l.A + " " + l.B) },
+	}
+	tm, _ := start(t, opt)
+	keys(tm, "down", "r")
+	waitFor(t, tm, "restart rhcp_server on server")
+	keys(tm, "p")
+	waitFor(t, tm, "re-probe from server rhcp_server")
+	keys(tm, "up", "p") // static: nothing to re-probe
+	waitFor(t, tm, "re-probe (select an RHCP role): not in this profile")
+	keys(tm, "4", "G", "up", "F") // last row is the RHCP allocation; above it the offered lease
+	waitFor(t, tm, "FORCERENEW from server to ESN-0002")
+	keys(tm, "5", "down", "l")
+	waitFor(t, tm, "flap router:eth1 ─ device:eth0")
+	finish(t, tm)
+	want := []string{
+		"restart server rhcp_server", "reprobe server rhcp_server",
+		"forcerenew server ESN-0002", "flap router:eth1 device:eth0",
+	}
+	if got := rec.list(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("actions = %q, want %q", got, want)
+	}
+}
+
+func TestActionsAbsent(t *testing.T) {
+	tm, _ := start(t, recordedOptions(t)) // no actions wired
+	keys(tm, "r")
+	waitFor(t, tm, "restart: not in this profile")
+	keys(tm, "5", "l")
+	waitFor(t, tm, "flap (select a lab link; only in --lab): not in this profile")
+	finish(t, tm)
+}
+
+// staticOnly is a profile without tunnel, DHCP, RHCP or cascade: every view
+// says what is not there instead of showing empty tables.
+func staticOnly(t *testing.T) Options {
+	opt := recordedOptions(t)
+	snap := recordedSnapshot()
+	for i := range snap.Nodes {
+		n := &snap.Nodes[i]
+		n.Roles = n.Roles[:1]
+		n.Roles[0] = engine.RoleSnapshot{Kind: "static", Status: engine.StatusRunning}
+		n.Mappings, n.Tunnels, n.Leases, n.Probes, n.Cascade = nil, nil, nil, nil, nil
+	}
+	opt.Engine = staticSource{snap}
+	opt.Trace, opt.Links = nil, nil
+	return opt
+}
+
+func TestNotInThisProfile(t *testing.T) {
+	for _, c := range []struct{ name, key, wait string }{
+		{"nat", "3", "NAT: not in this profile"},
+		{"leases", "4", "RHCP allocations"},
+		{"topology", "5", "Lab links"},
+		{"trace", "2", "no capture"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tm, _ := start(t, staticOnly(t))
+			keys(tm, c.key)
+			waitFor(t, tm, c.wait)
+			checkFrame(t, finish(t, tm))
+		})
+	}
+}
+
+func TestNATSort(t *testing.T) {
+	tm, _ := start(t, recordedOptions(t))
+	order := func(frame string) string {
+		var protos []string
+		for _, l := range bodyLines(frame) {
+			f := strings.Fields(strings.TrimPrefix(l, "▸"))
+			if len(f) > 2 && (f[1] == "udp" || f[1] == "tcp" || f[1] == "icmp") {
+				protos = append(protos, f[1])
+			}
+		}
+		return strings.Join(protos, ",")
+	}
+	keys(tm, "3", "s") // by protocol
+	waitFor(t, tm, "sort PROT")
+	keys(tm, "S")
+	waitFor(t, tm, "sort PROT ↓")
+	keys(tm, "s", "s", "s", "s") // by packets, still descending
+	waitFor(t, tm, "sort PKTS ↓")
+	frame := finish(t, tm)
+	if got := order(frame); got != "tcp,udp,icmp" {
+		t.Errorf("sorted by packets descending: %s, want tcp,udp,icmp\n%s", got, frame)
+	}
+}
+
+func TestLogFilterByNode(t *testing.T) {
+	tm, _ := start(t, recordedOptions(t))
+	keys(tm, "6", "n")
+	waitFor(t, tm, "node server")
+	keys(tm, "c") // the first capability among the events: address
+	waitFor(t, tm, "capability address")
+	frame := finish(t, tm)
+	var rows int
+	for _, l := range bodyLines(frame)[1:] {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		rows++
+		if !strings.Contains(l, " server ") || !strings.Contains(l, "address.") {
+			t.Errorf("log filtered to server/address shows %q", l)
+		}
+	}
+	if rows != 1 {
+		t.Errorf("log shows %d events, want server's one address.added", rows)
+	}
+}
+
+// TestWide checks the console uses a bigger terminal: the NAT table shows
+// every column.
+func TestWide(t *testing.T) {
+	m := New(recordedOptions(t))
+	tm := &term{TestModel: teatestModel(t, m, 140, 40)}
+	waitFor(t, tm, "events")
+	keys(tm, "3")
+	waitFor(t, tm, "BYTE↓")
+	frame := finish(t, tm)
+	for i, l := range strings.Split(frame, "\n") {
+		if w := lipgloss.Width(l); w > 140 {
+			t.Errorf("line %d is %d wide", i, w)
+		}
+	}
+	if !strings.Contains(frame, "ESTABLISHED") {
+		t.Errorf("wide NAT table lacks the state column:\n%s", frame)
+	}
+}
+
+func TestNoColor(t *testing.T) {
+	t.Setenv("NO_COLOR", "1")
+	var buf bytes.Buffer
+	st := NewStyles(lipgloss.NewRenderer(&buf))
+	for _, s := range []lipgloss.Style{st.Err, st.OK, st.Selected, st.TabActive, st.Title} {
+		if got := s.Render("x"); got != "x" {
+			t.Errorf("with NO_COLOR a style rendered %q", got)
+		}
+	}
+}
