@@ -251,10 +251,12 @@ func TestActions(t *testing.T) {
 	rec := &recorder{}
 	opt := recordedOptions(t)
 	opt.Actions = Actions{
-		Restart:    func(_ context.Context, node, role string) error { return rec.add("restart " + node + " " + role) },
-		Reprobe:    func(_ context.Context, node, role string) error { return rec.add("reprobe " + node + " " + role) },
-		ForceRenew: func(_ context.Context, node, client string) error { return rec.add("forcerenew " + node + " " + client) },
-		FlapLink:   func(_ context.Context, l LabLink) error { return rec.add("flap " + l.A + " " + l.B) },
+		Restart: func(_ context.Context, node, role string) error { return rec.add("restart " + node + " " + role) },
+		Reprobe: func(_ context.Context, node, role string) error { return rec.add("reprobe " + node + " " + role) },
+		ForceRenew: func(_ context.Context, node, client string) error {
+			return rec.add("forcerenew " + node + " " + client)
+		},
+		FlapLink: func(_ context.Context, l LabLink) error { return rec.add("flap " + l.A + " " + l.B) },
 	}
 	tm, _ := start(t, opt)
 	keys(tm, "down", "r")
