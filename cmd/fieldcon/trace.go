@@ -138,6 +138,7 @@ func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, st
 	}
 	out := &traceOutput{w: stdout, json: tf.json, ring: ts.Ring(), filter: flt}
 	fmt.Fprintf(stderr, "fieldcon trace: capturing on %s\n", describeCaptures(ts.Capturing()))
+	prev := nodeAddresses(nodes) // before the roles change anything
 
 	var wg sync.WaitGroup
 	var runErr error
@@ -156,10 +157,10 @@ func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, st
 			bus.Close()
 		}()
 	}
-	watchAddresses(ctx, nodes, out)
+	watchAddresses(ctx, nodes, prev, out)
+	wg.Wait() // the roles' undo, and their last events
 	ts.StopAll()
-	out.drain()
-	wg.Wait()
+	out.flush(0)
 
 	var errs []error
 	if runErr != nil {
@@ -291,32 +292,39 @@ func describeCaptures(ifs []trace.Interface) string {
 	return strings.Join(parts, ", ")
 }
 
-// watchAddresses prints the packets as they arrive and, every quarter
-// second, the addresses that appeared on or left the traced nodes, until
-// ctx ends: a trace shows an address appear right after the packet that
-// caused it.
-func watchAddresses(ctx context.Context, nodes []tracedNode, out *traceOutput) {
-	prev := make([]map[string]bool, len(nodes))
-	for i, n := range nodes {
-		prev[i] = hostAddresses(n.host)
-	}
-	tick := time.NewTicker(250 * time.Millisecond)
+// holdBack is how long a line waits before it is printed, so that packets
+// (stamped by the kernel, delivered by several capture goroutines), events
+// and address changes come out in time order.
+const holdBack = 100 * time.Millisecond
+
+// watchAddresses prints the packets as they arrive and, every 100 ms, the
+// addresses that appeared on or left the traced nodes, until ctx ends: a
+// trace shows an address appear right after the packet that caused it.
+// prev is the nodes' addresses before the trace started.
+func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]bool, out *traceOutput) {
+	tick := time.NewTicker(holdBack)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-out.ring.Notify():
-			out.packets()
 		case <-tick.C:
-			out.packets()
 			for i, n := range nodes {
 				cur := hostAddresses(n.host)
 				out.addressChanges(n.name, prev[i], cur)
 				prev[i] = cur
 			}
+			out.flush(holdBack)
 		}
 	}
+}
+
+func nodeAddresses(nodes []tracedNode) []map[string]bool {
+	prev := make([]map[string]bool, len(nodes))
+	for i, n := range nodes {
+		prev[i] = hostAddresses(n.host)
+	}
+	return prev
 }
 
 // hostAddresses lists "iface address" of every interface of h.
@@ -338,32 +346,57 @@ func hostAddresses(h engine.Host) map[string]bool {
 	return out
 }
 
-// traceOutput serialises packet, event and address lines on one writer.
-type traceOutput struct {
-	mu     sync.Mutex
-	w      io.Writer
-	json   bool
-	ring   *trace.Ring
-	filter *trace.Filter
-	next   uint64
-	shown  int
+// traceLine is one line waiting to be printed.
+type traceLine struct {
+	time int64 // Unix nanoseconds
+	text string
+	obj  any // what --json prints
 }
 
-// packets prints the summaries that arrived since the last call.
-func (o *traceOutput) packets() {
+// traceOutput merges packet, event and address lines into one time-ordered
+// stream on w.
+type traceOutput struct {
+	mu      sync.Mutex
+	w       io.Writer
+	json    bool
+	ring    *trace.Ring
+	filter  *trace.Filter
+	next    uint64
+	shown   int
+	pending []traceLine
+}
+
+// flush prints the lines older than hold, oldest first.
+func (o *traceOutput) flush(hold time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.collectPackets()
+	sort.SliceStable(o.pending, func(i, j int) bool { return o.pending[i].time < o.pending[j].time })
+	cut := time.Now().Add(-hold).UnixNano()
+	n := 0
+	for n < len(o.pending) && (hold == 0 || o.pending[n].time <= cut) {
+		l := o.pending[n]
+		if o.json {
+			json.NewEncoder(o.w).Encode(l.obj)
+		} else {
+			fmt.Fprintln(o.w, l.text)
+		}
+		n++
+	}
+	o.pending = append(o.pending[:0], o.pending[n:]...)
+}
+
+// collectPackets queues the summaries that arrived since the last call.
+func (o *traceOutput) collectPackets() {
 	for {
 		sums, next, missed := o.ring.Follow(o.filter, o.next, 4096)
 		o.next = next
 		if missed > 0 {
-			fmt.Fprintf(o.w, "--- %d packets dropped from the ring before they were shown\n", missed)
+			text := fmt.Sprintf("--- %d packets dropped from the ring before they were shown", missed)
+			o.pending = append(o.pending, traceLine{time: time.Now().UnixNano(), text: text, obj: map[string]any{"kind": "trace.dropped", "count": missed}})
 		}
-		// Captures on several interfaces fill the ring in the order their
-		// goroutines ran; print each batch in capture-time order.
-		sort.SliceStable(sums, func(i, j int) bool { return sums[i].Time < sums[j].Time })
 		for i := range sums {
-			o.printPacket(&sums[i])
+			o.pending = append(o.pending, o.packetLine(&sums[i]))
 		}
 		if len(sums) < 4096 {
 			return
@@ -371,70 +404,62 @@ func (o *traceOutput) packets() {
 	}
 }
 
-func (o *traceOutput) drain() { o.packets() }
-
-func (o *traceOutput) printPacket(s *trace.Summary) {
+func (o *traceOutput) packetLine(s *trace.Summary) traceLine {
 	o.shown++
 	line := o.ring.Line(s)
-	if !o.json {
-		fmt.Fprintln(o.w, line)
-		return
-	}
 	ifc := trace.Interface{}
 	if ifs := o.ring.Interfaces(); int(s.Iface) < len(ifs) {
 		ifc = ifs[s.Iface]
 	}
-	json.NewEncoder(o.w).Encode(map[string]any{
+	return traceLine{time: s.Time, text: line, obj: map[string]any{
 		"time": time.Unix(0, s.Time).UTC().Format(time.RFC3339Nano), "node": ifc.Node, "kind": "packet",
 		"iface": ifc.Name, "seq": s.Seq, "proto": s.Proto.String(), "len": s.Len,
 		"dir": engine.Direction(s.Dir).String(), "summary": line,
-	})
+	}}
 }
 
 func (o *traceOutput) event(e engine.Event) {
-	o.packets() // the packets that led to the event come first
+	text := fmt.Sprintf("%s %s EVENT %s", e.Time.UTC().Format("15:04:05.000000"), e.Node, e.Kind)
+	for _, k := range e.FieldNames() {
+		text += fmt.Sprintf(" %s=%v", k, e.Fields[k])
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.json {
-		json.NewEncoder(o.w).Encode(e)
-		return
-	}
-	fmt.Fprintf(o.w, "%s %s EVENT %s", e.Time.UTC().Format("15:04:05.000000"), e.Node, e.Kind)
-	for _, k := range e.FieldNames() {
-		fmt.Fprintf(o.w, " %s=%v", k, e.Fields[k])
-	}
-	fmt.Fprintln(o.w)
+	o.pending = append(o.pending, traceLine{time: e.Time.UnixNano(), text: text, obj: e})
 }
 
 func (o *traceOutput) addressChanges(node string, prev, cur map[string]bool) {
-	var lines []string
-	now := time.Now().UTC().Format("15:04:05.000000")
-	for k := range cur {
-		if !prev[k] {
-			lines = append(lines, fmt.Sprintf("%s %s %s ADDRESS + %s", now, node, strings.Fields(k)[0], strings.Fields(k)[1]))
-		}
+	now := time.Now()
+	add := func(k, sign, kind string) {
+		f := strings.Fields(k)
+		o.pending = append(o.pending, traceLine{
+			time: now.UnixNano(),
+			text: fmt.Sprintf("%s %s %s ADDRESS %s %s", now.UTC().Format("15:04:05.000000"), node, f[0], sign, f[1]),
+			obj: map[string]any{"time": now.UTC().Format(time.RFC3339Nano), "node": node, "kind": kind,
+				"iface": f[0], "address": f[1], "observed": true},
+		})
 	}
-	for k := range prev {
-		if !cur[k] {
-			lines = append(lines, fmt.Sprintf("%s %s %s ADDRESS - %s", now, node, strings.Fields(k)[0], strings.Fields(k)[1]))
-		}
-	}
-	if len(lines) == 0 {
-		return
-	}
-	sort.Strings(lines)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, l := range lines {
-		if o.json {
-			f := strings.Fields(l)
-			json.NewEncoder(o.w).Encode(map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "node": node,
-				"kind":  map[string]string{"+": engine.KindAddressAdded, "-": engine.KindAddressRemoved}[f[4]],
-				"iface": f[2], "address": f[5], "observed": true})
-			continue
+	for _, k := range sortedKeys(cur) {
+		if !prev[k] {
+			add(k, "+", engine.KindAddressAdded)
 		}
-		fmt.Fprintln(o.w, l)
 	}
+	for _, k := range sortedKeys(prev) {
+		if !cur[k] {
+			add(k, "-", engine.KindAddressRemoved)
+		}
+	}
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func exportTrace(r *trace.Ring, flt *trace.Filter, path string, stderr io.Writer) error {
