@@ -187,6 +187,13 @@ func candidates(name string) ([]string, error) {
 // between could leave an unmarked namespace of a lab, which Down then leaves
 // for `ip netns del`.
 func member(name, ns string) (marker, bool) {
+	m, ok := readMarker(ns)
+	return m, ok && m.lab == name
+}
+
+// readMarker reads the lab marker of namespace ns, if it has one that maps
+// back to ns itself.
+func readMarker(ns string) (marker, bool) {
 	n, err := openNS(ns)
 	if err != nil {
 		return marker{}, false
@@ -197,7 +204,7 @@ func member(name, ns string) (marker, bool) {
 		return marker{}, false
 	}
 	m, ok := parseMarker(lo.Attrs().Alias)
-	return m, ok && m.lab == name
+	return m, ok && NetnsName(m.lab, m.node) == ns
 }
 
 // namespaces lists the lab's namespaces with their markers.
@@ -215,6 +222,33 @@ func namespaces(name string) ([]string, []marker, error) {
 		}
 	}
 	return names, marks, nil
+}
+
+// List names the labs whose namespaces exist on this machine, from the
+// markers in the kernel (so also labs whose builder died), sorted.
+func List() ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "fc-") {
+			continue
+		}
+		if m, ok := readMarker(e.Name()); ok {
+			seen[m.lab] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // Exists reports whether any namespace of the lab exists.

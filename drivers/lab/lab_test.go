@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,9 @@ func TestUpStatusDown(t *testing.T) {
 	if !lab.Exists(name) {
 		t.Error("Exists = false after Up")
 	}
+	if labs, err := lab.List(); err != nil || !slices.Contains(labs, name) {
+		t.Errorf("List() = %v, %v; want it to include %s", labs, err, name)
+	}
 	if _, err := lab.Up(context.Background(), p, name); err == nil || !strings.Contains(err.Error(), "fieldcon lab down") {
 		t.Errorf("second Up = %v, want a refusal naming `fieldcon lab down`", err)
 	}
@@ -249,6 +253,9 @@ func TestUpStatusDown(t *testing.T) {
 	}
 	if err := lab.Down(name); err != nil {
 		t.Errorf("second Down: %v", err)
+	}
+	if labs, _ := lab.List(); slices.Contains(labs, name) {
+		t.Errorf("List() = %v still includes %s", labs, name)
 	}
 	if _, err := lab.Status(name); err == nil {
 		t.Error("Status of a removed lab succeeded")
