@@ -18,3 +18,22 @@ func TestMarkerRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseMarker: the alias is writable by anyone with CAP_NET_ADMIN in the
+// namespace (`ip link set lo alias ...`), so its parser must take anything,
+// and whatever it accepts must print back to an equivalent marker.
+func FuzzParseMarker(f *testing.F) {
+	f.Add("fieldcon-lab name=demo node=router index=1 profile=demo")
+	f.Add("fieldcon-lab name= node=x index=-5 profile=a b c")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, alias string) {
+		m, ok := parseMarker(alias)
+		if !ok {
+			return
+		}
+		again, ok := parseMarker(m.String())
+		if !ok || again.lab != m.lab || again.node != m.node {
+			t.Errorf("parseMarker(%q) = %+v does not survive a round trip: %+v", alias, m, again)
+		}
+	})
+}
