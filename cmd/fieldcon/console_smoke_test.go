@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fieldcon/fieldcon/drivers/lab/labtest"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// buildConsoleBinary builds the real fieldcon binary for tests that drive it.
+func buildConsoleBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fieldcon")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// tmuxTerm is a private tmux server (its own socket, so a user's tmux is
+// never touched) running one command in a fixed-size terminal.
+type tmuxTerm struct {
+	t      *testing.T
+	socket string
+}
+
+func newTmux(t *testing.T, w, h int, command string) *tmuxTerm {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("skipping: requires tmux (install the Debian package tmux)")
+	}
+	tt := &tmuxTerm{t: t, socket: labtest.UniqueName("fcui")}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tt.socket, "kill-server").Run() })
+	tt.run("new-session", "-d", "-x", strconv.Itoa(w), "-y", strconv.Itoa(h), "-e", "TERM=xterm-256color", command)
+	return tt
+}
+
+func (tt *tmuxTerm) run(args ...string) string {
+	tt.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", tt.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		tt.t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// screen is what the terminal shows now.
+func (tt *tmuxTerm) screen() string {
+	out, err := exec.Command("tmux", "-L", tt.socket, "capture-pane", "-p").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+func (tt *tmuxTerm) keys(k ...string) { tt.run(append([]string{"send-keys", "-t", "0"}, k...)...) }
+
+// waitScreen waits until the screen shows every one of subs.
+func (tt *tmuxTerm) waitScreen(d time.Duration, subs ...string) string {
+	tt.t.Helper()
+	deadline := time.Now().Add(d)
+	var s string
+	for time.Now().Before(deadline) {
+		s = tt.screen()
+		ok := true
+		for _, sub := range subs {
+			ok = ok && strings.Contains(s, sub)
+		}
+		if ok {
+			return s
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	tt.t.Fatalf("after %s the screen does not show %q:\n%s", d, subs, s)
+	return ""
+}
+
+func waitFile(t *testing.T, path string, d time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return string(b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s not written after %s", path, d)
+	return ""
+}
+
+func labNamespaces(name string) []string {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	var left []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "fc-"+name+"-") {
+			left = append(left, strings.Fields(l)[0])
+		}
+	}
+	return left
+}
+
+// TestConsoleSmoke drives the real binary in tmux on an embedded lab: the
+// overview reaches "address configured" for the RHCP client (the static
+// addresses while a profile has none), the trace view shows decoded RHCP
+// packets, and q exits 0 with every namespace of the lab removed.
+func TestConsoleSmoke(t *testing.T) {
+	labtest.RequireRoot(t)
+	profilesToRun := []string{"demo"}
+	if src, _ := profiles.EmbeddedSource("demo"); !bytes.Contains(src, []byte("rhcp_client")) {
+		// The demo has no RHCP client yet: also run the rhcp lab, so the
+		// RHCP path of the console is exercised until the demo has one.
+		profilesToRun = append(profilesToRun, "rhcp")
+	}
+	bin := buildConsoleBinary(t)
+	for _, prof := range profilesToRun {
+		t.Run(prof, func(t *testing.T) { smoke(t, bin, prof) })
+	}
+}
+
+func smoke(t *testing.T, bin, prof string) {
+	src, err := profiles.EmbeddedSource(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasRHCP := bytes.Contains(src, []byte("rhcp_client"))
+	dir := t.TempDir()
+	name := labtest.UniqueName("ui")
+	t.Cleanup(func() {
+		if left := labNamespaces(name); len(left) > 0 {
+			_ = exec.Command(bin, "lab", "down", "-p", prof, "--lab-name", name).Run()
+		}
+	})
+	cmd := bin + " -p " + prof + " --lab --lab-name " + name + " --state " + dir + "/state --export-dir " + dir +
+		" 2>" + dir + "/stderr; echo $? >" + dir + "/exit; sleep 60"
+	tt := newTmux(t, 160, 48, cmd)
+
+	if hasRHCP {
+		s := tt.waitScreen(60*time.Second, "✓ address configured")
+		t.Logf("overview:\n%s", s)
+	} else {
+		s := tt.waitScreen(30*time.Second, "✓ addresses configured")
+		t.Logf("overview (no RHCP client in %s yet):\n%s", prof, s)
+	}
+
+	tt.keys("2")
+	tt.waitScreen(10*time.Second, "[2 Trace]", "held")
+	if hasRHCP {
+		tt.keys("/")
+		tt.keys("-l", "rhcp")
+		tt.waitScreen(5*time.Second, "✓")
+		tt.keys("Enter")
+		s := tt.waitScreen(30*time.Second, "filter: rhcp", " RHCP ", " probe ")
+		t.Logf("trace:\n%s", s)
+	}
+
+	tt.keys("q")
+	code := strings.TrimSpace(waitFile(t, filepath.Join(dir, "exit"), 30*time.Second))
+	stderr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
+	if code != "0" {
+		t.Fatalf("fieldcon exited %s\n%s", code, stderr)
+	}
+	if left := labNamespaces(name); len(left) > 0 {
+		t.Fatalf("namespaces left after q: %v\n%s", left, stderr)
+	}
+	if !strings.Contains(string(stderr), "removing lab "+name) {
+		t.Errorf("stderr does not say the lab is being removed:\n%s", stderr)
+	}
+}
+
+// TestConsoleNeedsRoot runs the binary as an unprivileged user on a real
+// terminal: one line saying what it needs and what to run instead, exit 2.
+func TestConsoleNeedsRoot(t *testing.T) {
+	labtest.RequireRoot(t) // to switch to another user
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("skipping: requires setpriv (util-linux)")
+	}
+	bin := buildConsoleBinary(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := "setpriv --reuid=65534 --regid=65534 --clear-groups " + bin + " 2>" + dir + "/stderr; echo $? >" + dir + "/exit; sleep 30"
+	newTmux(t, 100, 30, cmd)
+	code := strings.TrimSpace(waitFile(t, filepath.Join(dir, "exit"), 20*time.Second))
+	stderr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
+	lines := strings.Split(strings.TrimSpace(string(stderr)), "\n")
+	if code != "2" || len(lines) != 1 || !strings.Contains(lines[0], "needs root") || !strings.Contains(lines[0], "sudo fieldcon") {
+		t.Fatalf("exit %s, stderr:\n%s\nwant exit 2 and one line naming root and `sudo fieldcon`", code, stderr)
+	}
+}
+
+// TestConsoleNotATerminal: with stdout a pipe, fieldcon points to `fieldcon run`.
+func TestConsoleNotATerminal(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := cmdConsole(context.Background(), nil, &out, &errb)
+	if code != exitUsage {
+		t.Errorf("exit %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(errb.String(), "fieldcon run -p demo --lab") || strings.Count(errb.String(), "\n") != 1 {
+		t.Errorf("stderr = %q, want one line pointing to fieldcon run", errb.String())
+	}
+}
