@@ -69,7 +69,7 @@ func (r *ClientRole) clientConfig() ClientConfig {
 // Run implements engine.Role.
 func (r *ClientRole) Run(ctx context.Context, env *engine.Env) error {
 	env.Progress.Plan("offer received", "lease bound")
-	cio, err := openClientIO(env, r.cfg.Iface, netip.Addr{}, r.serverAddr())
+	cio, err := openClientIO(ctx, env, r.cfg.Iface, netip.Addr{}, r.serverAddr())
 	if err != nil {
 		return err
 	}

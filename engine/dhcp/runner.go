@@ -27,7 +27,7 @@ type clientIO struct {
 	buf    []byte
 }
 
-func openClientIO(env *engine.Env, iface string, giaddr, server netip.Addr) (*clientIO, error) {
+func openClientIO(ctx context.Context, env *engine.Env, iface string, giaddr, server netip.Addr) (*clientIO, error) {
 	l, err := env.Host.LinkByName(iface)
 	if err != nil {
 		return nil, fmt.Errorf("dhcp client: interface %s: %w", iface, err)
@@ -42,13 +42,8 @@ func openClientIO(env *engine.Env, iface string, giaddr, server netip.Addr) (*cl
 		// Linux drops a unicast datagram from 0.0.0.0 as a martian
 		// source: unicast to a named server goes from the address the
 		// interface already has (RHCP's temporary address).
-		if as, err := env.Host.Addresses(iface); err == nil {
-			for _, a := range as {
-				if a.Prefix.Addr().Is4() {
-					cio.src = a.Prefix.Addr()
-					break
-				}
-			}
+		if ps, err := ifaceIPv4(ctx, env, iface, 5*time.Second); err == nil && len(ps) > 0 {
+			cio.src = ps[0].Addr()
 		}
 		if !cio.src.IsValid() {
 			return nil, fmt.Errorf("dhcp client: unicast to %s needs an IPv4 address on %s to send from (set giaddr or broadcast instead)", server, iface)
@@ -313,7 +308,7 @@ func Acquire(ctx context.Context, env *engine.Env, cfg AcquireConfig) (*Lease, e
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	cio, err := openClientIO(env, cfg.Iface, cfg.GIAddr, cfg.Server)
+	cio, err := openClientIO(ctx, env, cfg.Iface, cfg.GIAddr, cfg.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +348,7 @@ func Release(ctx context.Context, env *engine.Env, cfg AcquireConfig, l *Lease) 
 	if l == nil {
 		return nil
 	}
-	cio, err := openClientIO(env, cfg.Iface, cfg.GIAddr, cfg.Server)
+	cio, err := openClientIO(ctx, env, cfg.Iface, cfg.GIAddr, cfg.Server)
 	if err != nil {
 		return err
 	}
