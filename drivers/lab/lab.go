@@ -360,13 +360,18 @@ func (b *builder) addNode(index int, node string) error {
 	// differently on a router, a Docker host or a distribution that turns
 	// on reverse-path filtering. Pin them: nodes are hosts until their
 	// profile says otherwise (static forwarding = true turns a router on
-	// at run time), and no reverse-path filter drops the asymmetric flows
-	// RHCP and relays produce. "default" covers the veths created next.
+	// at run time), no reverse-path filter drops the asymmetric flows RHCP
+	// and relays produce, and removing a primary address promotes a
+	// secondary instead of deleting every address of its subnet (the
+	// temporary RHCP address released next to the formal DHCP one;
+	// systemd's default too). "default" covers the veths created next.
 	for _, kv := range [][2]string{
 		{"net/ipv4/ip_forward", "0"},
 		{"net/ipv6/conf/all/forwarding", "0"},
 		{"net/ipv4/conf/all/rp_filter", "0"},
 		{"net/ipv4/conf/default/rp_filter", "0"},
+		{"net/ipv4/conf/all/promote_secondaries", "1"},
+		{"net/ipv4/conf/default/promote_secondaries", "1"},
 	} {
 		if err := setSysctl(n, kv[0], kv[1]); err != nil {
 			return fmt.Errorf("node %s: %w", node, err)

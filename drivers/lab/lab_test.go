@@ -149,11 +149,20 @@ func TestUpStatusDown(t *testing.T) {
 	}
 	for _, ns := range []string{srv, rtr, dev} {
 		mustContain(t, ipOut(t, "ip", "-n", ns, "link", "show", "lo"), "LOOPBACK,UP")
-		for _, key := range []string{"net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.eth0.rp_filter"} {
-			if got := strings.TrimSpace(labtest.Exec(t, ns, "sysctl", "-n", key)); got != "0" {
-				t.Errorf("%s %s = %s, want 0", ns, key, got)
+		for key, want := range map[string]string{
+			"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.eth0.rp_filter": "0",
+			"net.ipv4.conf.eth0.promote_secondaries": "1",
+		} {
+			if got := strings.TrimSpace(labtest.Exec(t, ns, "sysctl", "-n", key)); got != want {
+				t.Errorf("%s %s = %s, want %s", ns, key, got, want)
 			}
 		}
+		// Removing the primary address keeps the secondary.
+		labtest.Exec(t, ns, "ip", "addr", "add", "203.0.113.1/24", "dev", "eth0")
+		labtest.Exec(t, ns, "ip", "addr", "add", "203.0.113.2/24", "dev", "eth0")
+		labtest.Exec(t, ns, "ip", "addr", "del", "203.0.113.1/24", "dev", "eth0")
+		mustContain(t, ipOut(t, "ip", "-n", ns, "addr", "show", "dev", "eth0"), "203.0.113.2/24")
+		labtest.Exec(t, ns, "ip", "addr", "del", "203.0.113.2/24", "dev", "eth0")
 	}
 	// The link carries traffic.
 	labtest.Exec(t, srv, "ip", "addr", "add", "198.51.100.1/24", "dev", "eth0")

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1002,5 +1003,49 @@ func TestCloseUnblocksReaders(t *testing.T) {
 			t.Fatalf("%d goroutines before, %d after closing everything:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConcurrentUse: roles share one Host; its netlink handle must serve
+// them from many goroutines at once.
+func TestConcurrentUse(t *testing.T) {
+	requireRoot(t)
+	ha, _, a, _ := twoHosts(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A subnet each: removing a primary address takes the
+			// secondaries of its subnet with it (promote_secondaries=0).
+			ad := engine.Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i), 1}), 24)}
+			for range 20 {
+				if err := ha.AddAddress("a0", ad); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := ha.Addresses(""); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := ha.Routes(); err != nil {
+					errs <- err
+					return
+				}
+				if err := ha.DelAddress("a0", ad); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if out := run(t, "ip", "-n", a, "addr", "show", "dev", "a0"); strings.Contains(out, "198.18.") {
+		t.Errorf("addresses left:\n%s", out)
 	}
 }
