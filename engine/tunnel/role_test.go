@@ -77,6 +77,7 @@ type lab struct {
 	cli            *Client
 	cancel         context.CancelFunc
 	done           chan error
+	backlog        []engine.Event
 }
 
 func writeKey(t *testing.T, dir, name string) (priv string, pub PublicKey) {
@@ -147,9 +148,16 @@ func (l *lab) stop(t *testing.T) {
 	}
 }
 
-// waitEvent returns the next event of kind on node.
+// waitEvent returns the first event of kind on node not returned before;
+// events of other kinds wait in a backlog for later calls.
 func (l *lab) waitEvent(t *testing.T, node, kind string, d time.Duration) engine.Event {
 	t.Helper()
+	for i, e := range l.backlog {
+		if e.Node == node && e.Kind == kind {
+			l.backlog = append(l.backlog[:i], l.backlog[i+1:]...)
+			return e
+		}
+	}
 	timeout := time.After(d)
 	for {
 		select {
@@ -160,6 +168,7 @@ func (l *lab) waitEvent(t *testing.T, node, kind string, d time.Duration) engine
 			if e.Node == node && e.Kind == kind {
 				return e
 			}
+			l.backlog = append(l.backlog, e)
 		case <-timeout:
 			t.Fatalf("no %s on %s within %s", kind, node, d)
 		}
