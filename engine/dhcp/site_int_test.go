@@ -27,6 +27,21 @@ type siteRun struct {
 	bus     *engine.Bus
 	mu      sync.Mutex
 	procs   []*exec.Cmd
+	engines []*engine.Engine
+}
+
+// role returns a running role of a node.
+func (r *siteRun) role(node, kind string) engine.Role {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.engines {
+		if ro, ok := e.Role(node, kind); ok {
+			return ro
+		}
+	}
+	r.t.Fatalf("node %s runs no %s", node, kind)
+	return nil
 }
 
 // startSite brings the lab of an inline profile up and runs the roles of
@@ -40,6 +55,14 @@ func startSite(t *testing.T, src string, nodes ...string) *siteRun {
 	l := labtest.Up(t, p)
 	r := &siteRun{t: t, profile: p, lab: l, bus: engine.NewBus(100000)}
 	t.Cleanup(r.killPeers)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range r.bus.History() {
+				b, _ := e.MarshalJSON()
+				t.Logf("event %s", b)
+			}
+		}
+	})
 	r.run(t.TempDir(), nodes...)
 	return r
 }
@@ -54,6 +77,9 @@ func (r *siteRun) run(stateDir string, nodes ...string) (stop func()) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.mu.Lock()
+	r.engines = append(r.engines, s.Engine)
+	r.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Engine.Run(ctx) }()
