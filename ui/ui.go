@@ -232,6 +232,9 @@ func drain(c <-chan engine.Event, max int) []engine.Event {
 // messages its command returns go back to Update.
 func (m *Model) Refresh() tea.Cmd {
 	m.now = m.opt.Now()
+	if m.view != viewTrace {
+		return m.fetch()
+	}
 	return tea.Batch(m.fetch(), m.tr.poll(m))
 }
 
@@ -252,7 +255,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.status != "" && m.now.Sub(m.statusAt) > 8*time.Second {
 			m.status = ""
 		}
-		cmd = tea.Batch(m.tick(), m.fetch(), m.tr.poll(m))
+		cmd = tea.Batch(m.tick(), m.fetch())
+		if m.view == viewTrace {
+			// Only the trace view reads the ring: other views cost the
+			// capture nothing.
+			cmd = tea.Batch(cmd, m.tr.poll(m))
+		}
 	case refreshMsg:
 		m.fetching = false
 		m.snap = msg.snap
@@ -304,19 +312,25 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		m.help = true
 		return nil
 	case key.Matches(msg, m.keys.Next):
-		m.view = (m.view + 1) % numViews
-		return nil
+		return m.show((m.view + 1) % numViews)
 	case key.Matches(msg, m.keys.Prev):
-		m.view = (m.view + numViews - 1) % numViews
-		return nil
+		return m.show((m.view + numViews - 1) % numViews)
 	}
 	for i, b := range m.keys.Views {
 		if key.Matches(msg, b) {
-			m.view = viewID(i)
-			return nil
+			return m.show(viewID(i))
 		}
 	}
 	return p.key(m, msg)
+}
+
+// show switches to view v; the trace view reads the ring at once.
+func (m *Model) show(v viewID) tea.Cmd {
+	m.view = v
+	if v == viewTrace {
+		return m.tr.poll(m)
+	}
+	return nil
 }
 
 func (m *Model) quit() tea.Cmd {
