@@ -410,7 +410,11 @@ func (b *builder) addLink(l profiles.LabLink) error {
 			return fmt.Errorf("%s in %s: %w", end.iface, end.n.name, err)
 		}
 		if l.Loss > 0 || l.Delay.Duration > 0 {
-			if err := addNetem(end.n, link, l.Loss, l.Delay.Duration); err != nil {
+			err := addNetem(end.n, link, l.Loss, l.Delay.Duration)
+			if errors.Is(err, errNoNetem) && l.Delay.Duration == 0 {
+				err = addNftLoss(context.Background(), end.n.name, end.iface, l.Loss)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -446,9 +450,34 @@ func addNetem(n *nsHandle, link netlink.Link, loss float64, delay time.Duration)
 	})
 	if err := n.h.QdiscAdd(q); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("loss and delay need the kernel's netem qdisc, which this kernel lacks (load it with `modprobe sch_netem`, or remove loss and delay from the lab link): tc -n %s qdisc add dev %s root netem: %w", n.name, link.Attrs().Name, err)
+			return fmt.Errorf("delay needs the kernel's netem qdisc, which this kernel lacks (load it with `modprobe sch_netem`, or remove delay from the lab link; loss alone works without netem): tc -n %s qdisc add dev %s root netem: %w: %w", n.name, link.Attrs().Name, errNoNetem, err)
 		}
 		return fmt.Errorf("tc -n %s qdisc add dev %s root netem delay %s loss %g%%: %w", n.name, link.Attrs().Name, delay, loss, err)
+	}
+	return nil
+}
+
+// errNoNetem marks a kernel without the netem qdisc (CONFIG_NET_SCH_NETEM).
+var errNoNetem = errors.New("no netem qdisc")
+
+// addNftLoss drops loss percent of the frames arriving on iface, for kernels
+// without netem: a netdev ingress chain with a random number per frame. Both
+// ends of a link get one, so each direction loses loss percent, as netem on
+// both ends' egress would. Frames sent from AF_PACKET sockets (DHCP clients)
+// are dropped too, since ingress sees every frame. The rules live in the
+// lab's namespace and go with it.
+//
+// Equivalent to: `ip netns exec $ns nft add rule netdev fieldcon_lab loss_$iface numgen random mod 10000 < $loss*100 drop`
+func addNftLoss(ctx context.Context, ns, iface string, loss float64) error {
+	chain := "loss_" + iface
+	script := fmt.Sprintf("add table netdev fieldcon_lab\n"+
+		"add chain netdev fieldcon_lab %s { type filter hook ingress device %q priority 0; policy accept; }\n"+
+		"add rule netdev fieldcon_lab %s numgen random mod 10000 < %d counter drop\n",
+		chain, iface, chain, int(loss*100+0.5))
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("loss %g%% on %s in %s without netem needs nftables (apt-get install nftables): nft: %w: %s", loss, iface, ns, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -519,5 +520,51 @@ func TestNetem(t *testing.T) {
 	l := labtest.Up(t, p)
 	for _, node := range []string{"a", "b"} {
 		mustContain(t, ipOut(t, "tc", "-n", l.Netns(node), "qdisc", "show", "dev", "eth0"), "netem", "delay 20ms", "loss 10%")
+	}
+}
+
+const lossLab = `
+name = "loss"
+[[node]]
+name = "a"
+[[node]]
+name = "b"
+[lab]
+[[lab.link]]
+a = "a:eth0"
+b = "b:eth0"
+loss = 10
+`
+
+// TestLossIsReal sends a bounded burst of pings across a link with 10% loss
+// on each end and checks that roughly 19% of round trips fail (one of two
+// directions losing 10% each), whether the kernel has netem or the nftables
+// fallback does it.
+func TestLossIsReal(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireBinary(t, "ping")
+	if !kernelHasNetem(t) {
+		labtest.RequireBinary(t, "nft")
+	}
+	l := labtest.Up(t, parse(t, lossLab))
+	labtest.Exec(t, l.Netns("a"), "ip", "addr", "add", "198.18.0.1/24", "dev", "eth0")
+	labtest.Exec(t, l.Netns("b"), "ip", "addr", "add", "198.18.0.2/24", "dev", "eth0")
+	// Neighbour resolution could be lost too; pin it so only echo traffic counts.
+	labtest.Exec(t, l.Netns("a"), "ip", "neigh", "replace", "198.18.0.2", "lladdr", lab.MAC(profiles.Endpoint{Node: "b", Iface: "eth0"}).String(), "dev", "eth0", "nud", "permanent")
+	labtest.Exec(t, l.Netns("b"), "ip", "neigh", "replace", "198.18.0.1", "lladdr", lab.MAC(profiles.Endpoint{Node: "a", Iface: "eth0"}).String(), "dev", "eth0", "nud", "permanent")
+	out, _ := exec.Command("ip", "netns", "exec", l.Netns("a"), "ping", "-n", "-q", "-c", "400", "-i", "0.005", "-W", "1", "198.18.0.2").CombinedOutput()
+	var sent, received int
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "packets transmitted") {
+			fmt.Sscanf(line, "%d packets transmitted, %d received", &sent, &received)
+		}
+	}
+	if sent != 400 {
+		t.Fatalf("ping summary not found:\n%s", out)
+	}
+	lost := float64(sent-received) / float64(sent) * 100
+	t.Logf("round-trip loss %.1f%% over %d pings (expected about 19%%)", lost, sent)
+	if lost < 8 || lost > 32 {
+		t.Fatalf("round-trip loss %.1f%%, want about 19%% (10%% each way)", lost)
 	}
 }
