@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/drivers/lab/labtest"
 	"github.com/fieldcon/fieldcon/engine"
 )
@@ -56,6 +57,18 @@ func startRun(t *testing.T, bin string, args ...string) (*exec.Cmd, <-chan engin
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A test that fails half-way must not leave the run nor its lab behind.
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		for i, a := range args {
+			if a == "--lab-name" && i+1 < len(args) {
+				lab.Down(args[i+1])
+			}
+		}
+	})
 	events := make(chan engine.Event, 1000)
 	go func() {
 		defer close(events)
