@@ -32,6 +32,7 @@ func commands() []command {
 		{"lab", "lab up|down|status -p PROFILE [--json]            build, remove, list a lab", cmdLab},
 		{"check", "check PROFILE                                       validate a profile", cmdCheck},
 		{"profiles", "profiles                                            list embedded profiles", cmdProfiles},
+		{"nat", "nat -p PROFILE --node N [--lab] [--json]            a tunnel server's NAT table", cmdNAT},
 		{"trace", "trace -p PROFILE [--lab] [--node N] [-i IFACE] [-f FILTER] [-w FILE.pcapng] [--for D]  live packet summaries", cmdTrace},
 		{"version", "version                                             print the version", cmdVersion},
 	}

@@ -81,6 +81,9 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("tunnel client: %w", err)
 	}
 	if io.serverPub, err = c.serverKey(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	env.Progress.Done("key")
@@ -165,7 +168,7 @@ func (c *Client) loop(ctx context.Context, io *clientIO) error {
 		}
 		c.keepAlive(ctx, io)
 	}
-	return ctx.Err()
+	return nil // stopped: the normal end
 }
 
 // establish sends establishment requests until a response arrives,

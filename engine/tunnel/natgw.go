@@ -63,5 +63,5 @@ func (g *NATGateway) Run(ctx context.Context, env *engine.Env) error {
 	}
 	env.Progress.Done("filter")
 	<-ctx.Done()
-	return ctx.Err()
+	return nil // stopped: the engine undoes the rules
 }

@@ -99,8 +99,13 @@ func (s *Server) refreshNAT(nh engine.NATHost) {
 func (s *Server) Mappings() []engine.MappingRow {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	rows := make([]engine.MappingRow, 0, len(s.nat))
-	for _, r := range s.nat {
+	return SortedMappings(s.nat)
+}
+
+// SortedMappings lists a NAT table by tunnel index, then flow.
+func SortedMappings(m map[string]engine.MappingRow) []engine.MappingRow {
+	rows := make([]engine.MappingRow, 0, len(m))
+	for _, r := range m {
 		rows = append(rows, r)
 	}
 	sort.Slice(rows, func(i, j int) bool {

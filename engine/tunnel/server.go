@@ -165,6 +165,9 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 	}
 	env.Progress.Done("nat")
 	conn, err := listenRetry(ctx, env.Host, s.cfg.Listen.AddrPort)
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("tunnel server: listen on %s: %w", s.cfg.Listen, err)
 	}
@@ -184,6 +187,7 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 	go func() { defer wg.Done(); errc <- s.tunLoop(ctx) }()
 	s.housekeeping(ctx, natHost)
 	s.closeAll()
+	s.unpublishIndex()
 	conn.Close()
 	s.tun.Close()
 	wg.Wait()
@@ -193,7 +197,8 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 			return err
 		}
 	}
-	return ctx.Err()
+	// Stopping is the normal end of a server, whether cancelled or timed out.
+	return nil
 }
 
 func (s *Server) setupTUN(env *engine.Env, pool *Pool) error {
@@ -584,6 +589,7 @@ func (s *Server) housekeeping(ctx context.Context, nh engine.NATHost) {
 			return
 		case now := <-age.C:
 			s.age(now)
+			s.publishIndex(now)
 		case <-nat.C:
 			if nh != nil {
 				s.refreshNAT(nh)

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/drivers/linux"
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/site"
+	"github.com/fieldcon/fieldcon/engine/tunnel"
+)
+
+// cmdNAT prints a tunnel server node's NAT table: the kernel's conntrack
+// entries of tunnel traffic joined with the tunnel index table that the
+// running server publishes next to its store (DESIGN.md §5).
+func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f siteFlags
+	fs := newFlags("nat -p PROFILE --node N [--lab] [--json]", stderr)
+	f.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON row per line")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon nat: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	p, err := f.loadProfile()
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon nat:", err)
+		return exitUsage
+	}
+	if len(f.nodes) != 1 {
+		fmt.Fprintln(stderr, "fieldcon nat: give exactly one --node: the tunnel server whose NAT table to show")
+		return exitUsage
+	}
+	n := p.Node(f.nodes[0])
+	if n == nil || n.TunnelServer == nil {
+		fmt.Fprintf(stderr, "fieldcon nat: profile %s has no node %q with a [node.tunnel_server] section\n", p.Name, f.nodes[0])
+		return exitUsage
+	}
+	netns, labName := "", ""
+	if f.useLab {
+		labName = f.lab(p)
+		if !lab.Exists(labName) {
+			fmt.Fprintf(stderr, "fieldcon nat: lab %s is not up; start it with `fieldcon run -p %s --lab`\n", labName, f.profile)
+			return exitFailure
+		}
+		netns = lab.NetnsName(labName, n.Name)
+	}
+	h, err := linux.Open(netns)
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon nat:", err)
+		return exitFailure
+	}
+	defer h.Close()
+	pool := n.TunnelServer.Pool.Masked()
+	flows, err := h.Conntrack(engine.ConntrackFilter{Source: pool})
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon nat:", err)
+		return exitFailure
+	}
+	stateDir := f.stateDir
+	if stateDir == "" {
+		stateDir = site.DefaultStateDir(p, labName)
+	}
+	index, err := tunnel.ReadIndex(tunnel.IndexPath(filepath.Join(stateDir, n.Name+".db")))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(stderr, "fieldcon nat:", err)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon nat: no running tunnel server publishes its index for node %s; tunnel index shows as 0\n", n.Name)
+	}
+	var kept []engine.ConntrackFlow
+	gw := pool.Addr().Next()
+	for _, fl := range flows {
+		if fl.OrigSrc.Addr() != gw {
+			kept = append(kept, fl)
+		}
+	}
+	rows := tunnel.SortedMappings(tunnel.JoinNAT(kept, index.IndexOf()))
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range rows {
+			enc.Encode(r)
+		}
+		return exitOK
+	}
+	printNAT(stdout, rows, index.Tunnels, pool)
+	return exitOK
+}
+
+func printNAT(w io.Writer, rows []engine.MappingRow, tunnels []engine.TunnelRow, pool netip.Prefix) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tPROTO\tVIRTUAL\tTRANSLATED\tDESTINATION\tSTATE\tPKTS OUT\tBYTES OUT\tPKTS IN\tBYTES IN")
+	for _, r := range rows {
+		state := r.State
+		if state == "" {
+			state = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", r.TunnelIndex, r.Protocol, r.Virtual, r.Translated, r.Destination, state, r.PacketsOut, r.BytesOut, r.PacketsIn, r.BytesIn)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d flows from %s, %d tunnels\n", len(rows), pool, len(tunnels))
+}
