@@ -395,3 +395,17 @@ func TestNoColor(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyBurst: runes that arrive together (a slow link, a fast typist) are
+// still one command each.
+func TestKeyBurst(t *testing.T) {
+	tm, m := start(t, recordedOptions(t))
+	keys(tm, "2")
+	waitFor(t, tm, "who-has")
+	tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("kk")})
+	waitFor(t, tm, "scrolled")
+	finish(t, tm)
+	if m.tr.sel != 2 {
+		t.Errorf("after a burst of two k the selection is row %d, want 2", m.tr.sel)
+	}
+}

@@ -289,6 +289,16 @@ func (m *Model) setStatus(s string, isErr bool) {
 }
 
 func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
+	// Bubble Tea delivers runes that arrive in one read as one message
+	// ("kk"): over a slow SSH link keys come in bursts. Outside a text input
+	// each rune is its own command.
+	if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 && !msg.Paste && !m.panes[m.view].typing() {
+		var cmds []tea.Cmd
+		for _, r := range msg.Runes {
+			cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
+		}
+		return tea.Batch(cmds...)
+	}
 	p := m.panes[m.view]
 	if msg.String() == "ctrl+c" {
 		return m.quit()
