@@ -137,6 +137,15 @@ func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, st
 		return err
 	}
 	out := &traceOutput{w: stdout, json: tf.json, ring: ts.Ring(), filter: flt}
+	if tf.write != "" {
+		if out.pcap, err = newTraceFile(tf.write, ts.Ring(), flt); err != nil {
+			ts.StopAll()
+			if sess != nil {
+				sess.close()
+			}
+			return err
+		}
+	}
 	fmt.Fprintf(stderr, "fieldcon trace: capturing on %s\n", describeCaptures(ts.Capturing()))
 	prev := nodeAddresses(nodes) // before the roles change anything
 
@@ -176,8 +185,8 @@ func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, st
 	}
 	r := ts.Ring()
 	fmt.Fprintf(stderr, "fieldcon trace: %d packets captured, %d shown, %d dropped from the ring\n", r.Next(), out.shown, r.Dropped())
-	if tf.write != "" {
-		if err := exportTrace(r, flt, tf.write, stderr); err != nil {
+	if out.pcap != nil {
+		if err := out.pcap.close(stderr); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -315,6 +324,9 @@ func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]b
 				prev[i] = cur
 			}
 			out.flush(holdBack)
+			if out.pcap != nil {
+				out.pcap.writeNew()
+			}
 		}
 	}
 }
@@ -364,6 +376,7 @@ type traceOutput struct {
 	next    uint64
 	shown   int
 	pending []traceLine
+	pcap    *traceFile // -w, or nil
 }
 
 // flush prints the lines older than hold, oldest first.
@@ -462,21 +475,50 @@ func sortedKeys(m map[string]bool) []string {
 	return keys
 }
 
-func exportTrace(r *trace.Ring, flt *trace.Filter, path string, stderr io.Writer) error {
+// traceFile streams the packets to a pcapng file while the trace runs, so
+// the file keeps every packet however small the ring's byte arena is.
+type traceFile struct {
+	f    *os.File
+	path string
+	pw   *trace.PcapngWriter
+	err  error
+}
+
+func newTraceFile(path string, r *trace.Ring, flt *trace.Filter) (*traceFile, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("export: %w", err)
+		return nil, usageError{fmt.Errorf("-w: %w", err)}
 	}
-	res, err := r.WritePcapng(f, flt)
-	if cerr := f.Close(); err == nil {
+	pw, err := trace.NewPcapngWriter(f, r, flt, 0)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &traceFile{f: f, path: path, pw: pw}, nil
+}
+
+func (t *traceFile) writeNew() {
+	if t.err == nil {
+		t.err = t.pw.WriteNew()
+	}
+}
+
+func (t *traceFile) close(stderr io.Writer) error {
+	t.writeNew()
+	err := t.err
+	if err == nil {
+		err = t.pw.Flush()
+	}
+	if cerr := t.f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
+		return fmt.Errorf("export %s: %w", t.path, err)
 	}
-	fmt.Fprintf(stderr, "fieldcon trace: wrote %d packets to %s", res.Packets, path)
+	res := t.pw.Result()
+	fmt.Fprintf(stderr, "fieldcon trace: wrote %d packets to %s", res.Packets, t.path)
 	if res.Missing > 0 {
-		fmt.Fprintf(stderr, " (%d older packets had left the ring's byte buffer)", res.Missing)
+		fmt.Fprintf(stderr, " (%d packets left the ring before they could be written)", res.Missing)
 	}
 	fmt.Fprintln(stderr)
 	return nil

@@ -28,53 +28,109 @@ type ExportResult struct {
 // nanosecond timestamps as captured, and the direction in each packet's
 // flags when the kernel gave it. The file opens in Wireshark and tshark.
 func (r *Ring) WritePcapng(w io.Writer, f *Filter) (ExportResult, error) {
-	var res ExportResult
+	pw, err := NewPcapngWriter(w, r, f, 0)
+	if err != nil {
+		return ExportResult{}, err
+	}
+	if err := pw.WriteNew(); err != nil {
+		return pw.Result(), err
+	}
+	return pw.Result(), pw.Flush()
+}
+
+// PcapngWriter streams a ring's packets to a pcapng file as they are
+// captured (`fieldcon trace -w`): call WriteNew often enough that the ring's
+// byte arena has not recycled the frames yet (64 MiB by default: over half a
+// second at a gigabit), and Flush at the end.
+type PcapngWriter struct {
+	ng      *pcapgo.NgWriter
+	r       *Ring
+	f       *Filter
+	next    uint64
+	written int // interfaces of the ring with a block in the file
+	offset  int // file interface index of ring interface 0
+	res     ExportResult
+}
+
+// NewPcapngWriter writes the section header and the interface blocks known
+// so far; packets from sequence number from on (clamped to the oldest held)
+// that match f are written by WriteNew.
+func NewPcapngWriter(w io.Writer, r *Ring, f *Filter, from uint64) (*PcapngWriter, error) {
+	pw := &PcapngWriter{r: r, f: f, next: from}
 	ifs := r.Interfaces()
-	if len(ifs) == 0 {
-		ifs = []Interface{{Name: "none", LinkType: layers.LinkTypeEthernet}}
+	first := Interface{Name: "none", LinkType: layers.LinkTypeEthernet}
+	if len(ifs) > 0 {
+		first = ifs[0]
+		pw.written = 1
+	} else {
+		pw.offset = 1 // a placeholder block takes index 0
 	}
-	ngIf := func(i Interface) pcapgo.NgInterface {
-		return pcapgo.NgInterface{
-			Name:                i.Name,
-			Description:         "fieldcon node " + i.Node + " interface " + i.Name,
-			OS:                  runtime.GOOS,
-			LinkType:            i.LinkType,
-			SnapLength:          snapLen,
-			TimestampResolution: 9,
-		}
-	}
-	ng, err := pcapgo.NewNgWriterInterface(w, ngIf(ifs[0]), pcapgo.NgWriterOptions{
+	ng, err := pcapgo.NewNgWriterInterface(w, ngInterface(first), pcapgo.NgWriterOptions{
 		SectionInfo: pcapgo.NgSectionInfo{Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: "fieldcon trace"},
 	})
 	if err != nil {
-		return res, fmt.Errorf("pcapng: %w", err)
+		return nil, fmt.Errorf("pcapng: %w", err)
 	}
-	for _, i := range ifs[1:] {
-		if _, err := ng.AddInterface(ngIf(i)); err != nil {
-			return res, fmt.Errorf("pcapng: interface %s: %w", i, err)
-		}
-	}
-	const batch = 4096
-	for from := uint64(0); ; {
-		sums := r.RangeFiltered(f, from, batch)
-		if len(sums) == 0 {
-			break
-		}
-		for i := range sums {
-			s := &sums[i]
-			if err := r.writeOne(ng, s, &res); err != nil {
-				return res, err
-			}
-		}
-		from = sums[len(sums)-1].Seq + 1
-	}
-	if err := ng.Flush(); err != nil {
-		return res, fmt.Errorf("pcapng: %w", err)
-	}
-	return res, nil
+	pw.ng = ng
+	return pw, pw.addInterfaces()
 }
 
-func (r *Ring) writeOne(ng *pcapgo.NgWriter, s *Summary, res *ExportResult) error {
+func ngInterface(i Interface) pcapgo.NgInterface {
+	return pcapgo.NgInterface{
+		Name:                i.Name,
+		Description:         "fieldcon node " + i.Node + " interface " + i.Name,
+		OS:                  runtime.GOOS,
+		LinkType:            i.LinkType,
+		SnapLength:          snapLen,
+		TimestampResolution: 9,
+	}
+}
+
+// addInterfaces writes blocks for interfaces added to the ring since; pcapng
+// allows them anywhere before the first packet that refers to them.
+func (pw *PcapngWriter) addInterfaces() error {
+	ifs := pw.r.Interfaces()
+	for ; pw.written < len(ifs); pw.written++ {
+		if _, err := pw.ng.AddInterface(ngInterface(ifs[pw.written])); err != nil {
+			return fmt.Errorf("pcapng: interface %s: %w", ifs[pw.written], err)
+		}
+	}
+	return nil
+}
+
+// WriteNew writes the matching packets captured since the last call.
+func (pw *PcapngWriter) WriteNew() error {
+	if err := pw.addInterfaces(); err != nil {
+		return err
+	}
+	const batch = 4096
+	for {
+		sums, next, missed := pw.r.Follow(pw.f, pw.next, batch)
+		pw.next = next
+		pw.res.Missing += int(missed)
+		for i := range sums {
+			if err := pw.r.writeOne(pw.ng, &sums[i], pw.offset, &pw.res); err != nil {
+				return err
+			}
+		}
+		if len(sums) < batch {
+			return nil
+		}
+	}
+}
+
+// Result counts what was written so far.
+func (pw *PcapngWriter) Result() ExportResult { return pw.res }
+
+// Flush writes out what is buffered.
+func (pw *PcapngWriter) Flush() error {
+	if err := pw.ng.Flush(); err != nil {
+		return fmt.Errorf("pcapng: %w", err)
+	}
+	return nil
+}
+
+func (r *Ring) writeOne(ng *pcapgo.NgWriter, s *Summary, offset int, res *ExportResult) error {
 	_, frame, ok := r.Get(s.Seq)
 	if !ok || frame == nil {
 		res.Missing++
@@ -84,7 +140,7 @@ func (r *Ring) writeOne(ng *pcapgo.NgWriter, s *Summary, res *ExportResult) erro
 		Timestamp:      time.Unix(0, s.Time),
 		CaptureLength:  len(frame),
 		Length:         max(int(s.Len), len(frame)),
-		InterfaceIndex: int(s.Iface),
+		InterfaceIndex: int(s.Iface) + offset,
 	}
 	opts := pcapgo.NgPacketOptions{}
 	if fl := epbFlags(engine.Direction(s.Dir)); fl != nil {
