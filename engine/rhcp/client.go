@@ -114,10 +114,9 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return fmt.Errorf("rhcp_client: packet socket on %s: %w", c.cfg.Iface, err)
 	}
-	defer pc.Close()
 	env.Progress.Done("listening")
 	probes := make(chan Datagram, 64)
-	go readProbes(ctx, pc, c.port, probes)
+	go readProbes(ctx, env, c.cfg.Iface, pc, c.port, probes)
 	for {
 		select {
 		case <-ctx.Done():
@@ -139,26 +138,42 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	}
 }
 
-// readProbes lifts UDP datagrams to port from the packet socket: the kernel
-// drops a probe for an address the device does not own yet, but the
-// AF_PACKET socket has seen it (DESIGN.md "Notes from the field").
-func readProbes(ctx context.Context, pc engine.PacketConn, port uint16, out chan<- Datagram) {
+// readProbes lifts UDP datagrams to port from a packet socket on iface: the
+// kernel drops a probe for an address the device does not own yet, but the
+// AF_PACKET socket has seen it (DESIGN.md "Notes from the field"). A link
+// that goes down makes the socket fail (ENETDOWN); it is opened again, so a
+// cable pulled and plugged back does not end the role.
+func readProbes(ctx context.Context, env *engine.Env, iface string, pc engine.PacketConn, port uint16, out chan<- Datagram) {
 	defer close(out)
-	eth := pc.LinkType() == 1
 	buf := make([]byte, 65536)
-	for {
+	for ctx.Err() == nil {
+		if pc == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			var err error
+			if pc, err = env.Host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthIPv4, Cooked: true}); err != nil {
+				pc = nil
+				continue
+			}
+		}
 		n, info, err := pc.ReadPacket(buf)
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil {
+			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			return
+			pc.Close()
+			pc = nil
+			env.Log.Debug("rhcp: packet socket failed; reopening", "iface", iface, "err", err)
+			continue
 		}
 		if info.Direction == engine.DirOut {
 			continue
 		}
-		d, err := ParseFrame(buf[:n], eth)
+		d, err := ParseFrame(buf[:n], pc.LinkType() == 1)
 		if err != nil || d.Dst.Port() != port {
 			continue
 		}
@@ -166,8 +181,10 @@ func readProbes(ctx context.Context, pc engine.PacketConn, port uint16, out chan
 		select {
 		case out <- d:
 		case <-ctx.Done():
-			return
 		}
+	}
+	if pc != nil {
+		pc.Close()
 	}
 }
 
@@ -185,6 +202,9 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 		r.reject(d, Reason(err), nil)
 		return nil
 	}
+	if m.Type != TypeProbe {
+		return nil // our own acks and stops pass the link too; they are not probes
+	}
 	if reason := r.check.Check(m, r.now()); reason != "" {
 		r.reject(d, reason, m)
 		return nil
@@ -198,8 +218,13 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 		// for it (the server had not stored the release yet) changes nothing.
 		return nil
 	case r.addr == m.Address:
-		// The server did not get our stop: send it again.
-		return r.sendStop(m)
+		// The server did not get our stop: send it again. A DHCP exchange
+		// that failed before is tried again too.
+		r.stopOrReport(m)
+		if r.needDHCP(m) {
+			return r.formalDHCP(ctx, m)
+		}
+		return nil
 	case r.addr.IsValid():
 		// Re-addressed by the server: drop the old address first.
 		if err := r.env.DelAddress(r.cfg.Iface, engine.Address{Prefix: r.addr}, "rhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
@@ -211,13 +236,23 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 	if err := r.configure(m); err != nil {
 		return err
 	}
-	if err := r.sendStop(m); err != nil {
-		return err
-	}
-	if m.DHCPServer.IsValid() && r.dhcpEnabled() {
+	r.stopOrReport(m)
+	if r.needDHCP(m) {
 		return r.formalDHCP(ctx, m)
 	}
 	return nil
+}
+
+// stopOrReport sends the stop; a failed send is reported and not fatal:
+// the server probes again and the next probe gets another stop.
+func (r *clientRun) stopOrReport(m *Message) {
+	if err := r.sendStop(m); err != nil {
+		r.env.Error(err)
+	}
+}
+
+func (r *clientRun) needDHCP(m *Message) bool {
+	return m.DHCPServer.IsValid() && r.dhcpEnabled() && !r.formal.IsValid()
 }
 
 // configure applies the probe: address, then routes (spec claim 2).
@@ -387,10 +422,12 @@ func (r *clientRun) release(ctx context.Context, server netip.Addr, temp, formal
 			return err
 		}
 		if _, err := r.conn.WriteToUDPAddrPort(b, to); err != nil {
-			return fmt.Errorf("rhcp_client: send release to %s: %w", to, err)
+			// Transient (a filter, a route not back yet): the next try may pass.
+			r.env.Log.Warn("rhcp: release not sent", "to", to, "err", err)
+		} else {
+			r.env.Emit.Emit(engine.KindRHCPStopSent, engine.Fields{"client_id": r.cfg.ClientID, "type": "release",
+				"address": temp.String(), "formal": formal.String(), "server": to.String(), "seq": seq})
 		}
-		r.env.Emit.Emit(engine.KindRHCPStopSent, engine.Fields{"client_id": r.cfg.ClientID, "type": "release",
-			"address": temp.String(), "formal": formal.String(), "server": to.String(), "seq": seq})
 		timeout := time.NewTimer(time.Duration(500+250*try) * time.Millisecond)
 		select {
 		case <-ctx.Done():

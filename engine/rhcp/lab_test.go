@@ -9,6 +9,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -305,4 +307,217 @@ func TestLabRHCP(t *testing.T) {
 	if a := ipn(t, dev, "-4", "addr", "show", "dev", "eth0"); strings.Contains(a, "203.0.113.10") {
 		t.Errorf("address left after stop:\n%s", a)
 	}
+}
+
+// TestLabRHCPPlusDHCP: temporary address by RHCP, then unicast DHCP to
+// dnsmasq (a real peer started by the lab's dnsmasq role): the formal
+// address is configured, the temporary one is gone and the server's store
+// shows it reclaimed.
+func TestLabRHCPPlusDHCP(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireBinary(t, "dnsmasq")
+	p := loadLab(t, "rhcp-dhcp")
+	fastProbes(p)
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	state := t.TempDir()
+	r := runSite(t, p, l, bus, state)
+	ev.wait(t, 10*time.Second, "device", engine.KindAddressAdded, map[string]string{"address": "203.0.113.10/24", "source": "rhcp"})
+	formal := ev.wait(t, 30*time.Second, "device", engine.KindAddressAdded, map[string]string{"source": "dhcp"})
+	addr := fmt.Sprint(formal.Fields["address"])
+	ev.wait(t, 5*time.Second, "device", engine.KindAddressRemoved, map[string]string{"address": "203.0.113.10/24"})
+	ev.wait(t, 10*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"type": "release", "formal": addr})
+	ev.wait(t, 5*time.Second, "device", engine.KindMechanismWon, map[string]string{"mechanism": "rhcp+dhcp", "address": addr})
+	dm := ev.wait(t, time.Second, "dhcp", engine.KindRoleStarted, map[string]string{"role": "dnsmasq"})
+	t.Logf("dnsmasq pid %v gave %s", dm.Fields["pid"], addr)
+	if !strings.HasPrefix(addr, "203.0.113.1") || !strings.HasSuffix(addr, "/24") {
+		t.Errorf("formal address %s is not from dnsmasq's pool 203.0.113.100-199/24", addr)
+	}
+	a := ipn(t, l.Netns("device"), "-4", "addr", "show", "dev", "eth0")
+	if !strings.Contains(a, "inet "+addr) || strings.Contains(a, "203.0.113.10/") {
+		t.Errorf("device addresses (want %s, not 203.0.113.10):\n%s", addr, a)
+	}
+	// dnsmasq's own lease file is not ours to read across namespaces; its
+	// answer is the address the device now has. The server's store:
+	r.stop()
+	got := storedAllocation(t, filepath.Join(state, "server.db"), "ESN-0001")
+	if got.State != rhcp.StateReclaimed || got.Formal.String() != addr {
+		t.Errorf("stored allocation %+v, want reclaimed with formal %s", got, addr)
+	}
+}
+
+// TestLabServerRestart: the server runs as its own site; after the device
+// confirmed, the server is stopped and started again on the same store. The
+// allocations survive (a pool client keeps its address) and the confirmed
+// device is not probed: no rhcp.probe.sent for it and nothing on the wire.
+func TestLabServerRestart(t *testing.T) {
+	labtest.RequireRoot(t)
+	p := loadLab(t, "rhcp")
+	fastProbes(p)
+	srv := p.Node("server").RHCPServer
+	srv.Pool = &profiles.Prefix{Prefix: mustPrefix("203.0.113.0/24")}
+	srv.Clients = append(srv.Clients, profiles.RHCPClientEntry{ID: "ESN-0002"}) // no device: probed forever
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	state := t.TempDir()
+	runSite(t, p, l, bus, t.TempDir(), "router", "device")
+	server := runSite(t, p, l, bus, state, "server")
+	ev.wait(t, 10*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"client_id": "ESN-0001"})
+	pool := ev.wait(t, 5*time.Second, "server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0002"})
+	server.stop() // a kill -9 loses nothing more: every change is synced before it is acted on
+
+	probes := capture(t, l.Netns("server"), "eth0", "udp port 6655 and dst host 203.0.113.10")
+	restarted := time.Now()
+	server = runSite(t, p, l, bus, state, "server")
+	ev.waitAfter(t, restarted, 5*time.Second, "server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0002", "address": fmt.Sprint(pool.Fields["address"])})
+	time.Sleep(2 * time.Second)
+	if n := ev.count("server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0001"}, restarted); n != 0 {
+		t.Errorf("confirmed client probed %d times after the restart", n)
+	}
+	if n := len(probes()); n != 0 {
+		t.Errorf("capture saw %d probes to the confirmed client after the restart", n)
+	}
+	all := server.site.Engine.Snapshot()
+	snap := all.Node("server")
+	if len(snap.Probes) != 2 || snap.Probes[0].State != rhcp.StateConfirmed || snap.Probes[1].State != rhcp.StateProbing {
+		t.Errorf("allocation table after restart: %+v", snap.Probes)
+	}
+	t.Logf("after restart: %+v", snap.Probes)
+}
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func (ev *events) waitAfter(t *testing.T, after time.Time, d time.Duration, node, kind string, fields map[string]string) engine.Event {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		ev.mu.Lock()
+		for _, e := range ev.all {
+			if e.Time.After(after) && match(e, node, kind, fields) {
+				ev.mu.Unlock()
+				return e
+			}
+		}
+		ev.mu.Unlock()
+	}
+	t.Fatalf("no %s event on %s with %v after %s; events:\n%s", kind, node, fields, after.Format("15:04:05.000"), ev.dump())
+	return engine.Event{}
+}
+
+// TestLabProbeCachedWhileLinkDown: the device's cable is pulled; the router
+// keeps the probe that arrives meanwhile; the server then goes away, so
+// only the cached probe can address the device when the cable is back.
+func TestLabProbeCachedWhileLinkDown(t *testing.T) {
+	labtest.RequireRoot(t)
+	p := loadLab(t, "rhcp")
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	runSite(t, p, l, bus, t.TempDir(), "router", "device")
+	ev.wait(t, 5*time.Second, "device", engine.KindAddressAdded, map[string]string{"source": "ipcp"})
+	time.Sleep(300 * time.Millisecond) // roles settled: routes in, sockets open
+	cable := profiles.Endpoint{Node: "device", Iface: "eth0"}
+	if err := lab.SetLinkUp(l, cable, false); err != nil {
+		t.Fatal(err)
+	}
+	server := runSite(t, p, l, bus, t.TempDir(), "server")
+	cached := ev.wait(t, 10*time.Second, "router", engine.KindRHCPProbeReceived, map[string]string{"cached": "true", "dst": "203.0.113.10"})
+	server.stop()
+	time.Sleep(200 * time.Millisecond)
+	if _, ok := ev.find("device", engine.KindRHCPProbeReceived, nil); ok {
+		t.Fatal("the device got a probe while its link was down")
+	}
+	if err := lab.SetLinkUp(l, cable, true); err != nil {
+		t.Fatal(err)
+	}
+	ev.wait(t, 10*time.Second, "router", engine.KindRHCPProbeSent, map[string]string{"cached": "true"})
+	ev.wait(t, 10*time.Second, "device", engine.KindAddressAdded, map[string]string{"address": "203.0.113.10/24", "source": "rhcp"})
+	t.Logf("probe cached at %s, delivered after the link came up", cached.Time.Format("15:04:05.000"))
+	if a := ipn(t, l.Netns("device"), "-4", "addr", "show", "dev", "eth0"); !strings.Contains(a, "inet 203.0.113.10/24") {
+		t.Errorf("device addresses:\n%s", a)
+	}
+}
+
+// TestLabLoss runs both labs with 10% netem loss on every link: slower, but
+// the device ends with its address and the server stops probing.
+func TestLabLoss(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, name := range []string{"rhcp", "rhcp-dhcp"} {
+		t.Run(name, func(t *testing.T) {
+			if name == "rhcp-dhcp" {
+				labtest.RequireBinary(t, "dnsmasq")
+			}
+			p := loadLab(t, name)
+			fastProbes(p)
+			l := lossyLab(t, p, 10)
+			bus := engine.NewBus(10000)
+			ev := collect(bus)
+			state := t.TempDir()
+			start := time.Now()
+			r := runSite(t, p, l, bus, state)
+			won := ev.wait(t, 90*time.Second, "device", engine.KindMechanismWon, nil)
+			want := rhcp.StateConfirmed
+			if name == "rhcp-dhcp" {
+				want = rhcp.StateReclaimed
+			}
+			// The stop (or release) may be lost: the server keeps probing
+			// until one gets through; wait until it is stored.
+			deadline := time.Now().Add(60 * time.Second)
+			for time.Now().Before(deadline) {
+				rows := r.site.Engine.Snapshot()
+				if n := rows.Node("server"); n != nil && len(n.Probes) == 1 && n.Probes[0].State == want {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			done := time.Now()
+			sent := ev.count("server", engine.KindRHCPProbeSent, nil, start)
+			rejected := ev.count("device", engine.KindRHCPProbeRejected, nil, start)
+			t.Logf("10%% loss: %s won %s after %s, server %s after %s, %d probes sent, %d rejected (replays of retransmits are not: each probe has a new sequence)",
+				won.Fields["mechanism"], won.Fields["address"], won.Time.Sub(start).Round(time.Millisecond), want, done.Sub(start).Round(time.Millisecond), sent, rejected)
+			if rejected > 0 {
+				t.Logf("rejections:\n%s", ev.dump())
+			}
+			r.stop()
+			if a := storedAllocation(t, filepath.Join(state, "server.db"), "ESN-0001"); a.State != want {
+				t.Errorf("stored state %q, want %q", a.State, want)
+			}
+		})
+	}
+}
+
+// lossyLab brings p's lab up with pct% loss on every link: netem as the
+// profile says when the kernel has it; otherwise an nftables rule in every
+// node's namespace that drops pct% of what leaves through a lab link
+// (postrouting, so the peer's packet sockets never see the dropped packet,
+// as with netem on the sender's egress).
+func lossyLab(t *testing.T, p *profiles.Profile, pct int) *lab.Lab {
+	t.Helper()
+	if _, err := os.Stat("/sys/module/sch_netem"); err == nil {
+		for i := range p.Lab.Links {
+			p.Lab.Links[i].Loss = float64(pct)
+		}
+		l := labtest.Up(t, p)
+		t.Logf("loss: netem %d%% on every link", pct)
+		return l
+	}
+	labtest.RequireBinary(t, "nft")
+	l := labtest.Up(t, p)
+	for _, n := range p.Nodes {
+		ns := l.Netns(n.Name)
+		labtest.Exec(t, ns, "nft", "add", "table", "inet", "fcloss")
+		labtest.Exec(t, ns, "nft", "add chain inet fcloss post { type filter hook postrouting priority 0; }")
+		labtest.Exec(t, ns, "nft", fmt.Sprintf(`add rule inet fcloss post oifname != "lo" numgen random mod 100 < %d counter drop`, pct))
+	}
+	t.Cleanup(func() {
+		for _, n := range p.Nodes {
+			out, _ := exec.Command("ip", "netns", "exec", l.Netns(n.Name), "nft", "list", "chain", "inet", "fcloss", "post").CombinedOutput()
+			if i := strings.Index(string(out), "counter packets "); i >= 0 {
+				t.Logf("loss on %s: dropped %s", n.Name, strings.Fields(string(out)[i+len("counter "):])[:4])
+			}
+		}
+	})
+	t.Logf("loss: no netem in this kernel; nftables drops %d%% of every node's outgoing lab traffic", pct)
+	return l
 }

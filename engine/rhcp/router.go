@@ -97,9 +97,9 @@ func (r *AccessRouter) runCache(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return fmt.Errorf("access_router: packet socket on %s: %w", r.cfg.Upstream, err)
 	}
-	defer pc.Close()
 	out, err := env.Host.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), 0), engine.UDPOptions{})
 	if err != nil {
+		pc.Close()
 		return fmt.Errorf("access_router: socket for cached probes: %w", err)
 	}
 	defer out.Close()
@@ -110,7 +110,7 @@ func (r *AccessRouter) runCache(ctx context.Context, env *engine.Env) error {
 		}
 	}
 	probes := make(chan Datagram, 64)
-	go readProbes(ctx, pc, r.port, probes)
+	go readProbes(ctx, env, r.cfg.Upstream, pc, r.port, probes)
 	for {
 		select {
 		case <-ctx.Done():
