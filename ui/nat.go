@@ -23,7 +23,7 @@ type natPane struct {
 }
 
 // natWide is the width from which the NAT table shows every column.
-const natWide = 120
+const natWide = 132
 
 type natRow struct {
 	node string
@@ -50,11 +50,12 @@ func natFields(wide bool) []natField {
 	pktIn := func(r *natRow) uint64 { return r.PacketsIn }
 	byteOut := func(r *natRow) uint64 { return r.BytesOut }
 	byteIn := func(r *natRow) uint64 { return r.BytesIn }
-	fs := []natField{
-		{column{"IDX", -3}, func(r *natRow) string { return fmt.Sprint(r.TunnelIndex) },
-			func(a, b *natRow) int { return cmp.Compare(a.TunnelIndex, b.TunnelIndex) }},
-		{column{"PROT", 4}, func(r *natRow) string { return r.Protocol },
-			func(a, b *natRow) int { return cmp.Compare(a.Protocol, b.Protocol) }},
+	// Tunnel indexes are random 32-bit numbers (up to 10 digits).
+	idx := natField{column{"IDX", -10}, func(r *natRow) string { return fmt.Sprint(r.TunnelIndex) },
+		func(a, b *natRow) int { return cmp.Compare(a.TunnelIndex, b.TunnelIndex) }}
+	prot := natField{column{"PROT", 4}, func(r *natRow) string { return r.Protocol },
+		func(a, b *natRow) int { return cmp.Compare(a.Protocol, b.Protocol) }}
+	addrs := []natField{
 		{column{"VIRTUAL", addr}, func(r *natRow) string { return r.Virtual },
 			func(a, b *natRow) int { return cmpAddrPort(a.Virtual, b.Virtual) }},
 		{column{"TRANSLATED", addr}, func(r *natRow) string { return r.Translated },
@@ -63,13 +64,12 @@ func natFields(wide bool) []natField {
 			func(a, b *natRow) int { return cmpAddrPort(a.Destination, b.Destination) }},
 	}
 	if !wide {
-		// 80 columns: one packet and one byte column, both directions summed.
-		return append(fs,
-			natField{column{"PKTS", -5}, func(r *natRow) string { return si(r.PacketsOut + r.PacketsIn) },
-				cmpU64(func(r *natRow) uint64 { return r.PacketsOut + r.PacketsIn })},
-			natField{column{"BYTES", -5}, func(r *natRow) string { return si(r.BytesOut + r.BytesIn) },
-				cmpU64(func(r *natRow) uint64 { return r.BytesOut + r.BytesIn })})
+		// 80 columns: one packet column, both directions summed.
+		fs := append(append([]natField{idx}, addrs...), prot)
+		return append(fs, natField{column{"PKTS", -5}, func(r *natRow) string { return si(r.PacketsOut + r.PacketsIn) },
+			cmpU64(func(r *natRow) uint64 { return r.PacketsOut + r.PacketsIn })})
 	}
+	fs := append([]natField{idx, prot}, addrs...)
 	return append([]natField{{column{"NODE", 8}, func(r *natRow) string { return r.node },
 		func(a, b *natRow) int { return cmp.Compare(a.node, b.node) }}}, append(fs,
 		natField{column{"STATE", 11}, func(r *natRow) string { return r.State },
@@ -188,7 +188,7 @@ func (p *natPane) render(m *Model, w, h int) string {
 	return b.String()
 }
 
-var tunnelCols = []column{{"IDX", -3}, {"ENDPOINT (as seen)", 21}, {"VIRTUAL", 18}, {"HEARTBEAT", 9}, {"PKT↓", -5}, {"PKT↑", -5}, {"BYTE↓", -5}, {"BYTE↑", -5}}
+var tunnelCols = []column{{"IDX", -10}, {"ENDPOINT (as seen)", 21}, {"VIRTUAL", 15}, {"HEARTBEAT", 9}, {"PKT↓", -5}, {"PKT↑", -5}, {"BYTES", -6}}
 
 func (p *natPane) tunnelTable(m *Model) string {
 	st := &m.st
@@ -203,7 +203,7 @@ func (p *natPane) tunnelTable(m *Model) string {
 			n++
 			b.WriteString("  " + tableLine(tunnelCols, []string{
 				fmt.Sprint(t.Index), t.Endpoint, t.Virtual, ago(m.now, t.LastHeartbeat),
-				si(t.PacketsIn), si(t.PacketsOut), si(t.BytesIn), si(t.BytesOut),
+				si(t.PacketsIn), si(t.PacketsOut), si(t.BytesIn + t.BytesOut),
 			}) + "\n")
 		}
 	}
