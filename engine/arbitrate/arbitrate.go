@@ -7,7 +7,6 @@ package arbitrate
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"sync"
 
@@ -161,7 +160,7 @@ func (a *Arbiter) Run(ctx context.Context, env *engine.Env) error {
 			env.Emit.Emit(engine.KindMechanismStopped, engine.Fields{"mechanism": n, "reason": "formal address " + p.String() + " already present; not started"})
 		}
 		<-ctx.Done()
-		return ctx.Err()
+		return nil
 	}
 	env.Progress.Done("formal address check")
 	won := make(chan winEvent, len(a.mechs))
@@ -173,7 +172,7 @@ func (a *Arbiter) Run(ctx context.Context, env *engine.Env) error {
 	select {
 	case <-ctx.Done():
 		a.stopAll(env, "", "stopped")
-		return ctx.Err()
+		return nil
 	case w := <-won:
 		a.mu.Lock()
 		a.winner = w.mechanism
@@ -184,7 +183,7 @@ func (a *Arbiter) Run(ctx context.Context, env *engine.Env) error {
 	}
 	<-ctx.Done()
 	a.stopAll(env, "", "stopped")
-	return ctx.Err()
+	return nil
 }
 
 // start runs one mechanism with its own undo record, watching its events
@@ -204,7 +203,7 @@ func (a *Arbiter) start(ctx context.Context, env *engine.Env, r engine.Role, win
 		defer close(c.done)
 		c.progress.SetStatus(engine.StatusRunning)
 		c.err = r.Run(cctx, cenv)
-		if c.err != nil && !errors.Is(c.err, context.Canceled) {
+		if c.err != nil && cctx.Err() == nil {
 			c.progress.SetStatus(engine.StatusFailed)
 			c.progress.SetError(c.err.Error())
 			env.Emit.Emit(engine.KindError, engine.Fields{"role": r.Kind(), "message": c.err.Error()})

@@ -120,17 +120,17 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case d, ok := <-probes:
 			if !ok {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil
 				}
 				return fmt.Errorf("rhcp_client: packet socket on %s closed", c.cfg.Iface)
 			}
 			if err := r.onProbe(ctx, d); err != nil {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil
 				}
 				env.Error(err)
 			}

@@ -80,6 +80,9 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 	}
 	env.Progress.Done("config written")
 	if err := waitIPv4(ctx, env, d.cfg.Iface, 10*time.Second); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	// Not CommandContext's kill: we stop it ourselves, by PID, with SIGTERM
@@ -113,7 +116,7 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	return ctx.Err()
+	return nil
 }
 
 // Leases reads a dnsmasq lease file: one "expiry mac ip hostname client-id"

@@ -521,3 +521,19 @@ func lossyLab(t *testing.T, p *profiles.Profile, pct int) *lab.Lab {
 	t.Logf("loss: no netem in this kernel; nftables drops %d%% of every node's outgoing lab traffic", pct)
 	return l
 }
+
+// TestLabDemo: the embedded demo's RHCP part works (the server addresses the
+// device through the access router).
+func TestLabDemo(t *testing.T) {
+	labtest.RequireRoot(t)
+	p := loadLab(t, "demo")
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	runSite(t, p, l, bus, t.TempDir())
+	ev.wait(t, 15*time.Second, "device", engine.KindMechanismWon, map[string]string{"mechanism": "rhcp", "address": "203.0.113.10/24"})
+	ev.wait(t, 10*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"client_id": "ESN-0001"})
+	if a := ipn(t, l.Netns("device"), "-4", "addr", "show", "dev", "eth0"); !strings.Contains(a, "inet 203.0.113.10/24") {
+		t.Errorf("device addresses:\n%s", a)
+	}
+}

@@ -66,7 +66,7 @@ func (r *AccessRouter) Run(ctx context.Context, env *engine.Env) error {
 	env.Progress.Done("maintenance routes")
 	if !r.cfg.Cache {
 		<-ctx.Done()
-		return ctx.Err()
+		return nil
 	}
 	return r.runCache(ctx, env)
 }
@@ -114,10 +114,10 @@ func (r *AccessRouter) runCache(ctx context.Context, env *engine.Env) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case li, ok := <-links:
 			if !ok {
-				return ctx.Err()
+				return nil
 			}
 			l, mine := r.link(li.Name)
 			if !mine {
@@ -131,7 +131,7 @@ func (r *AccessRouter) runCache(ctx context.Context, env *engine.Env) error {
 			}
 		case d, ok := <-probes:
 			if !ok {
-				return ctx.Err()
+				return nil
 			}
 			if l, ok := r.linkFor(d.Dst.Addr()); ok && down[l.Iface] {
 				r.mu.Lock()

@@ -135,11 +135,11 @@ func (s *Server) loop(ctx context.Context, env *engine.Env, conn engine.UDPConn,
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil
 		case d, ok := <-in:
 			if !ok {
 				if ctx.Err() != nil {
-					return ctx.Err()
+					return nil
 				}
 				return errors.New("rhcp_server: socket closed")
 			}
