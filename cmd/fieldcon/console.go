@@ -71,7 +71,7 @@ func profileArgs(f siteFlags) string {
 func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.File, stderr io.Writer) int {
 	bus := engine.NewBus(10000)
 	if f.useLab {
-		fmt.Fprintf(stderr, "fieldcon: starting %s (lab namespaces fc-%s-*)…\n", f.profile, f.lab(&profiles.Profile{Name: f.profile}))
+		fmt.Fprintf(stderr, "fieldcon: starting %s in its lab…\n", f.profile)
 	}
 	sess, err := f.open(ctx, bus)
 	if err != nil {
