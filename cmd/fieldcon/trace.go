@@ -166,7 +166,11 @@ func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, st
 			bus.Close()
 		}()
 	}
-	watchAddresses(ctx, nodes, prev, out)
+	watchAddresses(ctx, nodes, prev, out, func() {
+		if len(tf.ifaces) == 0 {
+			followNewInterfaces(cctx, ts, nodes, out)
+		}
+	})
 	wg.Wait() // the roles' undo, and their last events
 	ts.StopAll()
 	out.flush(0)
@@ -310,14 +314,17 @@ const holdBack = 100 * time.Millisecond
 // addresses that appeared on or left the traced nodes, until ctx ends: a
 // trace shows an address appear right after the packet that caused it.
 // prev is the nodes' addresses before the trace started.
-func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]bool, out *traceOutput) {
+func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]bool, out *traceOutput, everySecond func()) {
 	tick := time.NewTicker(holdBack)
 	defer tick.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if n%int(time.Second/holdBack) == 0 {
+				everySecond()
+			}
 			for i, n := range nodes {
 				cur := hostAddresses(n.host)
 				out.addressChanges(n.name, prev[i], cur)
@@ -327,6 +334,25 @@ func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]b
 			if out.pcap != nil {
 				out.pcap.writeNew()
 			}
+		}
+	}
+}
+
+// followNewInterfaces starts captures on interfaces that appeared on the
+// traced nodes (a tunnel's TUN device) and says so in the output.
+func followNewInterfaces(ctx context.Context, ts *trace.Session, nodes []tracedNode, out *traceOutput) {
+	before := map[trace.Interface]bool{}
+	for _, i := range ts.Capturing() {
+		before[i] = true
+	}
+	for _, n := range nodes {
+		ts.StartAll(ctx, n.host, n.name) // a link that vanished meanwhile is not an error here
+	}
+	now := time.Now()
+	for _, i := range ts.Capturing() {
+		if !before[i] {
+			out.note(now, i.Node, fmt.Sprintf("%s %s %s CAPTURE started (link type %d)", now.UTC().Format("15:04:05.000000"), i.Node, i.Name, i.LinkType),
+				map[string]any{"kind": "trace.capture.started", "iface": i.Name, "link_type": int(i.LinkType)})
 		}
 	}
 }
@@ -439,6 +465,14 @@ func (o *traceOutput) event(e engine.Event) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending = append(o.pending, traceLine{time: e.Time.UnixNano(), text: text, obj: e})
+}
+
+// note queues a line about the trace itself.
+func (o *traceOutput) note(t time.Time, node, text string, obj map[string]any) {
+	obj["time"], obj["node"] = t.UTC().Format(time.RFC3339Nano), node
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = append(o.pending, traceLine{time: t.UnixNano(), text: text, obj: obj})
 }
 
 func (o *traceOutput) addressChanges(node string, prev, cur map[string]bool) {

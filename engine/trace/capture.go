@@ -21,11 +21,15 @@ type Session struct {
 	opt  DecoderOptions
 
 	mu   sync.Mutex
-	caps map[Interface]*capture
+	caps map[capKey]*capture
 	errs []error
 }
 
+// capKey names a capture: node and interface.
+type capKey struct{ node, iface string }
+
 type capture struct {
+	ifc    Interface
 	conn   engine.PacketConn
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -40,7 +44,7 @@ type SessionConfig struct {
 
 // NewSession returns a session with an empty ring.
 func NewSession(cfg SessionConfig) *Session {
-	return &Session{ring: NewRing(cfg.Ring), opt: cfg.Decoder, caps: map[Interface]*capture{}}
+	return &Session{ring: NewRing(cfg.Ring), opt: cfg.Decoder, caps: map[capKey]*capture{}}
 }
 
 // Ring is the session's ring buffer.
@@ -59,27 +63,36 @@ const pollInterval = 250 * time.Millisecond
 // those frames cross the interface anyway. Starting an interface already
 // captured does nothing.
 func (s *Session) Start(ctx context.Context, host engine.Host, node, iface string) error {
+	key := capKey{node, iface}
+	s.mu.Lock()
+	_, ok := s.caps[key]
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
 	conn, err := host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthAll})
 	if err != nil {
 		return fmt.Errorf("trace %s %s: %w", node, iface, err)
 	}
 	ifc := Interface{Node: node, Name: iface, LinkType: layers.LinkType(conn.LinkType())}
 	s.mu.Lock()
-	if _, ok := s.caps[ifc]; ok {
+	if _, ok := s.caps[key]; ok { // started meanwhile
 		s.mu.Unlock()
 		conn.Close()
 		return nil
 	}
 	cctx, cancel := context.WithCancel(ctx)
-	c := &capture{conn: conn, cancel: cancel, done: make(chan struct{})}
-	s.caps[ifc] = c
+	c := &capture{ifc: ifc, conn: conn, cancel: cancel, done: make(chan struct{})}
+	s.caps[key] = c
 	s.mu.Unlock()
 	idx := s.ring.AddInterface(ifc)
-	go s.run(cctx, c, ifc, idx)
+	go s.run(cctx, host, c, idx)
 	return nil
 }
 
-// StartAll captures on every interface of host except loopback.
+// StartAll captures on every interface of host except loopback. Calling it
+// again starts captures on interfaces that appeared since (a TUN device a
+// tunnel role created); interfaces already captured are left alone.
 func (s *Session) StartAll(ctx context.Context, host engine.Host, node string) error {
 	links, err := host.Links()
 	if err != nil {
@@ -97,7 +110,8 @@ func (s *Session) StartAll(ctx context.Context, host engine.Host, node string) e
 	return errors.Join(errs...)
 }
 
-func (s *Session) run(ctx context.Context, c *capture, ifc Interface, idx uint16) {
+func (s *Session) run(ctx context.Context, host engine.Host, c *capture, idx uint16) {
+	ifc := c.ifc
 	defer close(c.done)
 	defer c.conn.Close()
 	dec := NewDecoder(s.opt)
@@ -105,7 +119,7 @@ func (s *Session) run(ctx context.Context, c *capture, ifc Interface, idx uint16
 	var sum Summary
 	for ctx.Err() == nil {
 		if err := c.conn.SetReadDeadline(time.Now().Add(pollInterval)); err != nil {
-			s.fail(fmt.Errorf("trace %s: %w", ifc, err))
+			s.end(c, host, fmt.Errorf("trace %s: %w", ifc, err))
 			return
 		}
 		n, info, err := c.conn.ReadPacket(buf)
@@ -115,7 +129,7 @@ func (s *Session) run(ctx context.Context, c *capture, ifc Interface, idx uint16
 				continue
 			}
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				s.fail(fmt.Errorf("trace %s: read: %w", ifc, err))
+				s.end(c, host, fmt.Errorf("trace %s: read: %w", ifc, err))
 			}
 			return
 		}
@@ -131,6 +145,23 @@ func (s *Session) run(ctx context.Context, c *capture, ifc Interface, idx uint16
 		dec.Decode(ifc.LinkType, buf[:n], &sum)
 		s.ring.Add(sum, buf[:n])
 	}
+}
+
+// end removes a capture that stopped by itself. An interface that was
+// deleted (a TUN device closed by its role) ends its capture quietly, and a
+// later StartAll captures it again if it comes back; other errors are kept
+// for Err.
+func (s *Session) end(c *capture, host engine.Host, err error) {
+	s.mu.Lock()
+	key := capKey{c.ifc.Node, c.ifc.Name}
+	if s.caps[key] == c {
+		delete(s.caps, key)
+	}
+	s.mu.Unlock()
+	if _, lerr := host.LinkByName(c.ifc.Name); lerr != nil {
+		return
+	}
+	s.fail(err)
 }
 
 func (s *Session) fail(err error) {
@@ -149,15 +180,10 @@ func (s *Session) Err() error {
 // Stop stops capturing on one interface and waits for its goroutine.
 func (s *Session) Stop(node, iface string) {
 	s.mu.Lock()
-	var stop []*capture
-	for ifc, c := range s.caps {
-		if ifc.Node == node && ifc.Name == iface {
-			stop = append(stop, c)
-			delete(s.caps, ifc)
-		}
-	}
+	c, ok := s.caps[capKey{node, iface}]
+	delete(s.caps, capKey{node, iface})
 	s.mu.Unlock()
-	for _, c := range stop {
+	if ok {
 		c.cancel()
 		<-c.done
 	}
@@ -167,7 +193,7 @@ func (s *Session) Stop(node, iface string) {
 func (s *Session) StopAll() {
 	s.mu.Lock()
 	caps := s.caps
-	s.caps = map[Interface]*capture{}
+	s.caps = map[capKey]*capture{}
 	s.mu.Unlock()
 	for _, c := range caps {
 		c.cancel()
@@ -180,8 +206,8 @@ func (s *Session) Capturing() []Interface {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Interface, 0, len(s.caps))
-	for ifc := range s.caps {
-		out = append(out, ifc)
+	for _, c := range s.caps {
+		out = append(out, c.ifc)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Node != out[j].Node {

@@ -83,3 +83,27 @@ func TestSessionCapturesEveryNodeAndInterface(t *testing.T) {
 		t.Errorf("after StopAll: capturing %v err %v", s.Capturing(), s.Err())
 	}
 }
+
+func TestSessionPicksUpNewInterfaces(t *testing.T) {
+	client := fake.NewHost("client", nil, "eth0")
+	s := NewSession(SessionConfig{Ring: RingConfig{Summaries: 100, RawBytes: 1 << 16}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer s.StopAll()
+	if err := s.StartAll(ctx, client, "client"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CreateTUN("tn0", 1420); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StartAll(ctx, client, "client"); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Capturing()
+	if len(got) != 2 || got[1].Name != "tn0" || got[1].LinkType != layers.LinkTypeEthernet && got[1].LinkType != layers.LinkTypeRaw {
+		t.Fatalf("capturing %v, want eth0 and the new tn0", got)
+	}
+	if n := len(s.Ring().Interfaces()); n != 2 {
+		t.Errorf("ring has %d interfaces after StartAll twice, want 2", n)
+	}
+}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/fieldcon/fieldcon/engine/tunnel"
 )
 
 // Decoder turns captured frames into Summaries on the fast path: one
@@ -31,7 +33,17 @@ type Decoder struct {
 	ip6p    *gopacket.DecodingLayerParser
 	decoded []gopacket.LayerType
 	opt     DecoderOptions
+
+	// tunnelIndex maps a tunnel client's own index to the server's tunnel
+	// index, learnt from establishment responses (which carry both), so
+	// messages to the client, which name the client's index, are summarised
+	// with the tunnel index too (docs/protocols/tunnel.md "Tunnel index").
+	tunnelIndex map[uint32]uint32
 }
+
+// maxTunnelIndexes bounds the learnt index pairs; the table starts over
+// when full.
+const maxTunnelIndexes = 4096
 
 // DecoderOptions says where fieldcon's own protocols run when a profile
 // moves them off their default ports.
@@ -211,6 +223,22 @@ func (d *Decoder) apply(t gopacket.LayerType, s *Summary) {
 		s.Flags |= HasTunnel
 		s.Proto = ProtoTunnel
 		d.tun.summarize(s)
+		d.learnTunnel(s)
+	}
+}
+
+func (d *Decoder) learnTunnel(s *Summary) {
+	switch d.tun.Type {
+	case tunnel.TypeResponse:
+		if d.tunnelIndex == nil || len(d.tunnelIndex) >= maxTunnelIndexes {
+			d.tunnelIndex = map[uint32]uint32{}
+		}
+		d.tunnelIndex[d.tun.Receiver] = d.tun.Sender
+	case tunnel.TypeRequest:
+	default:
+		if idx, ok := d.tunnelIndex[d.tun.Receiver]; ok {
+			s.ID = idx
+		}
 	}
 }
 

@@ -77,6 +77,28 @@ func TestDecodeSummaries(t *testing.T) {
 	}
 }
 
+// TestTunnelIndexBothWays: messages to the client carry the client's own
+// index; after the response the trace shows them with the tunnel index.
+func TestTunnelIndexBothWays(t *testing.T) {
+	_, resp, _ := tunnelMessages(t, 3)
+	d := NewDecoder(DecoderOptions{TunnelPorts: []uint16{testTunnelPort}})
+	var s Summary
+	d.Decode(layers.LinkTypeEthernet, ethIPv4UDP(t, "203.0.113.1", "198.18.0.2", testTunnelPort, 40000, gopacket.Payload(resp)), &s)
+	// A heartbeat from the server names the client's index, 77.
+	hb := []byte{5, 1, 0, 0, 0, 0, 0, 77, 0, 0, 0, 0, 0, 0, 0, 1}
+	hb = append(hb, make([]byte, 16)...)
+	d.Decode(layers.LinkTypeEthernet, ethIPv4UDP(t, "203.0.113.1", "198.18.0.2", testTunnelPort, 40000, gopacket.Payload(hb)), &s)
+	if s.Proto != ProtoTunnel || s.ID != 3 {
+		t.Errorf("heartbeat to the client: %s, want tunnel index 3", Format(&s, nil))
+	}
+	var fresh Summary
+	NewDecoder(DecoderOptions{TunnelPorts: []uint16{testTunnelPort}}).Decode(layers.LinkTypeEthernet,
+		ethIPv4UDP(t, "203.0.113.1", "198.18.0.2", testTunnelPort, 40000, gopacket.Payload(hb)), &fresh)
+	if fresh.ID != 77 {
+		t.Errorf("without the response, the heartbeat shows index %d, want the receiver index 77", fresh.ID)
+	}
+}
+
 func TestTunnelDataNeedsPort(t *testing.T) {
 	_, _, hb := tunnelMessages(t, 3)
 	frame := ethIPv4UDP(t, "198.18.0.2", "203.0.113.1", 40000, 40001, gopacket.Payload(hb))

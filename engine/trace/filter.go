@@ -148,7 +148,7 @@ var fields = map[string]field{
 	"rhcp.type":    {need: HasRHCP, enum: rhcpTypeValues, nums: one(func(s *Summary) uint64 { return uint64(s.Type) }), doc: "RHCP message type: probe, stop"},
 	"rhcp.addr":    {need: HasRHCP, kind: kindAddr, addrs: func(s *Summary) (netip.Addr, netip.Addr) { return s.AuxAddr(), netip.Addr{} }, doc: "maintenance address an RHCP message carries"},
 	"rhcp.client":  {need: HasRHCP, kind: kindName, name: func(s *Summary, _ []Interface) string { return s.ClientID() }, doc: "RHCP client ID (ESN; the first 16 bytes)"},
-	"tunnel.index": {need: HasTunnel, nums: one(func(s *Summary) uint64 { return uint64(s.ID) }), doc: "tunnel index"},
+	"tunnel.index": {need: HasTunnel, nums: one(func(s *Summary) uint64 { return uint64(s.ID) }), doc: "tunnel index (the server's index, in both directions once the establishment response was seen)"},
 	"tunnel.type":  {need: HasTunnel, enum: tunnelTypeValues, nums: one(func(s *Summary) uint64 { return uint64(s.Type) }), doc: "tunnel message type"},
 }
 
