@@ -98,7 +98,7 @@ func (m *Model) renderHelp(w int) string {
 		{"overview", []key.Binding{k.Restart, k.Reprobe}},
 		{"trace", []key.Binding{k.Follow, k.Pause, k.Filter, k.Detail, k.Export, k.Node, k.Iface}},
 		{"nat", []key.Binding{k.Sort, k.Reverse}},
-		{"leases", []key.Binding{k.ForceRenew}},
+		{"leases", []key.Binding{k.ForceRenew, k.Reprobe}},
 		{"topology", []key.Binding{k.Flap}},
 		{"log", []key.Binding{k.Node, k.Kind, k.Filter, k.Follow}},
 	}

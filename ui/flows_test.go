@@ -265,16 +265,18 @@ func TestActions(t *testing.T) {
 	keys(tm, "down", "r")
 	waitFor(t, tm, "restart rhcp_server on server")
 	keys(tm, "p")
-	waitFor(t, tm, "re-probe from server rhcp_server")
+	waitFor(t, tm, "re-probe every client of server")
 	keys(tm, "up", "p") // static: nothing to re-probe
-	waitFor(t, tm, "re-probe (select an RHCP role): not in this profile")
-	keys(tm, "4", "G", "up", "F") // last row is the RHCP allocation; above it the offered lease
+	waitFor(t, tm, "re-probe (select an rhcp_server): not in this profile")
+	keys(tm, "4", "G", "p") // the last row is the RHCP allocation
+	waitFor(t, tm, "re-probe ESN-0001 from server")
+	keys(tm, "up", "F") // above it, the offered lease
 	waitFor(t, tm, "FORCERENEW from server to ESN-0002")
 	keys(tm, "5", "down", "l")
 	waitFor(t, tm, "flap router:eth1 ─ device:eth0")
 	finish(t, tm)
 	want := []string{
-		"restart server rhcp_server", "reprobe server rhcp_server",
+		"restart server rhcp_server", "reprobe server ", "reprobe server ESN-0001",
 		"forcerenew server ESN-0002", "flap router:eth1 device:eth0",
 	}
 	if got := rec.list(); strings.Join(got, "|") != strings.Join(want, "|") {
@@ -411,5 +413,18 @@ func TestKeyBurst(t *testing.T) {
 	finish(t, tm)
 	if m.tr.sel != 2 {
 		t.Errorf("after a burst of two k the selection is row %d, want 2", m.tr.sel)
+	}
+}
+
+// TestLogSelectedInFull: the selected event is shown whole, whatever the
+// width cut from its line.
+func TestLogSelectedInFull(t *testing.T) {
+	tm, _ := start(t, recordedOptions(t))
+	keys(tm, "6", "k", "k") // the error event, two above the newest
+	waitFor(t, tm, "── 06:59:22.000000 device error")
+	frame := finish(t, tm)
+	if !strings.Contains(frame, "message=dhcp: bind udp 0.0.0.0:68: address already in use") &&
+		!strings.Contains(strings.Join(strings.Fields(frame), " "), "bind udp 0.0.0.0:68: address already in use") {
+		t.Errorf("the selected error is not shown in full:\n%s", frame)
 	}
 }

@@ -27,12 +27,27 @@ type serverLease struct {
 func (p *leasesPane) typing() bool { return false }
 
 func (p *leasesPane) hints(m *Model) []key.Binding {
-	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.ForceRenew}
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.ForceRenew, m.keys.Reprobe}
+}
+
+// allocation is a selectable RHCP allocation: re-probe goes to it.
+type allocation struct {
+	node, client string
 }
 
 func (p *leasesPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 	if p.list.move(&m.keys, msg) {
 		return nil
+	}
+	if key.Matches(msg, m.keys.Reprobe) {
+		a, ok := p.list.selected().(allocation)
+		if !ok || m.opt.Actions.Reprobe == nil {
+			return m.unavailable("re-probe (select an RHCP allocation)")
+		}
+		f := m.opt.Actions.Reprobe
+		return m.action(fmt.Sprintf("re-probe %s from %s", a.client, a.node), func(ctx context.Context) error {
+			return f(ctx, a.node, a.client)
+		})
 	}
 	if !key.Matches(msg, m.keys.ForceRenew) {
 		return nil
@@ -108,7 +123,8 @@ func (p *leasesPane) render(m *Model, w, h int) string {
 		}, "not in this profile"},
 		{"RHCP allocations", probeCols, func(n *engine.NodeSnapshot) {
 			for _, r := range n.Probes {
-				l.row(tableLine(probeCols, []string{n.Name, r.ClientID, r.Address, r.State, fmt.Sprint(r.Sent), ago(now, r.LastSent)}), r)
+				l.row(tableLine(probeCols, []string{n.Name, r.ClientID, r.Address, r.State, fmt.Sprint(r.Sent), ago(now, r.LastSent)}),
+					allocation{n.Name, r.ClientID})
 			}
 		}, "not in this profile"},
 	}

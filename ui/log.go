@@ -166,6 +166,16 @@ func (p *logPane) render(m *Model, w, h int) string {
 		head += st.Warn.Render(fmt.Sprintf("  %d dropped", r.dropped))
 	}
 	lines := []string{head}
+	// A selected event is shown in full below the list: lines are cut at
+	// the terminal's width, and the cut part is often what matters.
+	var full []string
+	if !p.follow && p.cur.sel < len(p.matches) && len(p.matches) > 0 {
+		e := r.at(int(p.matches[p.cur.sel] - first))
+		full = wrapItems(st.Dim.Render("── ")+e.Time.Format("15:04:05.000000")+" "+e.Node+" "+e.Kind+" ", "   ",
+			strings.Fields(eventLine(e)), w)
+		listH = max(listH-len(full), 1)
+		p.cur.clamp(len(p.matches), listH)
+	}
 	for i := p.cur.off; i < len(p.matches) && i < p.cur.off+listH; i++ {
 		e := r.at(int(p.matches[i] - first))
 		kind := e.Kind
@@ -183,6 +193,12 @@ func (p *logPane) render(m *Model, w, h int) string {
 	}
 	if len(p.matches) == 0 {
 		lines = append(lines, st.Dim.Render("  no events match"))
+	}
+	if full != nil {
+		for len(lines) < listH+1 {
+			lines = append(lines, "")
+		}
+		lines = append(lines, full...)
 	}
 	return strings.Join(lines, "\n")
 }

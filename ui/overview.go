@@ -93,12 +93,12 @@ func (p *overviewPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 			return f(ctx, sel.node, sel.role)
 		})
 	case key.Matches(msg, m.keys.Reprobe):
-		if !ok || !strings.HasPrefix(sel.role, "rhcp") || m.opt.Actions.Reprobe == nil {
-			return m.unavailable("re-probe (select an RHCP role)")
+		if !ok || sel.role != "rhcp_server" || m.opt.Actions.Reprobe == nil {
+			return m.unavailable("re-probe (select an rhcp_server)")
 		}
 		f := m.opt.Actions.Reprobe
-		return m.action(fmt.Sprintf("re-probe from %s %s", sel.node, sel.role), func(ctx context.Context) error {
-			return f(ctx, sel.node, sel.role)
+		return m.action(fmt.Sprintf("re-probe every client of %s", sel.node), func(ctx context.Context) error {
+			return f(ctx, sel.node, "")
 		})
 	}
 	return nil

@@ -33,8 +33,9 @@ type LabLink struct {
 type Actions struct {
 	// Restart stops a node's role (undoing its changes) and starts it again.
 	Restart func(ctx context.Context, node, role string) error
-	// Reprobe asks an RHCP server node to probe a client again.
-	Reprobe func(ctx context.Context, node, role string) error
+	// Reprobe asks the RHCP server of a node to probe a client again
+	// (client "" for every client it allocates to).
+	Reprobe func(ctx context.Context, node, client string) error
 	// ForceRenew makes a DHCP server node send FORCERENEW (RFC 3203) to a client.
 	ForceRenew func(ctx context.Context, node, client string) error
 	// FlapLink takes a lab link down and brings it up again.

@@ -167,18 +167,18 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		}
 		return fr.ForceRenew(client)
 	}
-	opt.Actions.Reprobe = func(ctx context.Context, node, role string) error {
-		r, ok := eng.Role(node, role)
+	opt.Actions.Reprobe = func(ctx context.Context, node, client string) error {
+		r, ok := eng.Role(node, "rhcp_server")
 		if !ok {
-			return fmt.Errorf("node %s runs no %s", node, role)
+			return fmt.Errorf("node %s runs no rhcp_server", node)
 		}
 		rp, ok := r.(interface {
-			Reprobe(ctx context.Context) error
+			Reprobe(ctx context.Context, clientID string) error
 		})
 		if !ok {
-			return fmt.Errorf("%s on %s cannot re-probe yet; restart it with r", role, node)
+			return fmt.Errorf("the rhcp_server of %s cannot re-probe on demand yet; restart it with r in the overview", node)
 		}
-		return rp.Reprobe(ctx)
+		return rp.Reprobe(ctx, client)
 	}
 	if sess.labName != "" && sess.profile.Lab != nil {
 		for _, l := range sess.profile.Lab.Links {
