@@ -270,3 +270,19 @@ func FuzzRHCPLayer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeSummary: the fast path on a mix of DHCP, RHCP, TCP and ARP
+// frames (bench/trace.sh measures it on a real lab capture).
+func BenchmarkDecodeSummary(b *testing.B) {
+	frames := [][]byte{
+		dhcpFrame(b, layers.DHCPMsgTypeAck, 1, "203.0.113.21"),
+		ethIPv4UDP(b, "198.51.100.1", "203.0.113.21", rhcp.Port, rhcp.Port, gopacket.Payload(rhcpProbe(b, 1))),
+		tcpFrame(b), arpRequest(b, "192.0.2.1", "192.0.2.2"),
+	}
+	d := NewDecoder(DecoderOptions{})
+	var s Summary
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d.Decode(layers.LinkTypeEthernet, frames[i%len(frames)], &s)
+	}
+}
