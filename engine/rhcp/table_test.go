@@ -1,0 +1,87 @@
+package rhcp
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+func TestMergeTable(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cfg := serverConfig(
+		profiles.RHCPClientEntry{ID: "new"},
+		profiles.RHCPClientEntry{ID: "kept"},
+		profiles.RHCPClientEntry{ID: "moved", Address: mustPrefix("203.0.113.50/24")},
+	)
+	stored := map[string]Allocation{
+		"kept":  {ClientID: "kept", Address: netip.MustParsePrefix("203.0.113.2/24"), State: StateConfirmed},
+		"moved": {ClientID: "moved", Address: netip.MustParsePrefix("203.0.113.40/24"), State: StateConfirmed},
+		"gone":  {ClientID: "gone", Address: netip.MustParsePrefix("203.0.113.1/24"), State: StateReclaimed},
+	}
+	out, err := mergeTable(cfg, stored, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Allocation{}
+	for _, a := range out {
+		got[a.ClientID] = a
+	}
+	// The reclaimed 203.0.113.1 is free again; .2 is kept by its client.
+	if a := got["new"]; a.Address.String() != "203.0.113.1/24" || a.State != StateProbing {
+		t.Errorf("new: %+v", a)
+	}
+	if a := got["kept"]; a.Address.String() != "203.0.113.2/24" || a.State != StateConfirmed {
+		t.Errorf("kept: %+v", a)
+	}
+	// The profile moved the client: it is probed at its new address.
+	if a := got["moved"]; a.Address.String() != "203.0.113.50/24" || a.State != StateProbing {
+		t.Errorf("moved: %+v", a)
+	}
+	if _, ok := got["gone"]; ok {
+		t.Error("a client no longer in the profile stays in the table")
+	}
+}
+
+func TestKeyGenerateConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "site.key")
+	var wg sync.WaitGroup
+	keys := make([][]byte, 8)
+	errs := make([]error, 8)
+	for i := range keys {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			keys[i], errs[i] = KeySource{File: path, Generate: true}.Load()
+		}(i)
+	}
+	wg.Wait()
+	for i := range keys {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !bytes.Equal(keys[i], keys[0]) || len(keys[i]) != 64 {
+			t.Fatalf("generators disagree or short key: %d bytes", len(keys[i]))
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode: %v %v", fi.Mode(), err)
+	}
+}
+
+func TestKeyErrorsDoNotLeak(t *testing.T) {
+	t.Setenv("FIELDCON_SHORT_KEY", "tooshort")
+	_, err := KeySource{Env: "FIELDCON_SHORT_KEY"}.Load()
+	if err == nil || strings.Contains(err.Error(), "tooshort") {
+		t.Fatalf("short key: %v", err)
+	}
+	if _, err := (KeySource{Env: "FIELDCON_UNSET_KEY_VAR"}).Load(); err == nil {
+		t.Fatal("unset variable accepted")
+	}
+}
