@@ -229,7 +229,7 @@ func openTraceHosts(p *profiles.Profile, f *siteFlags) ([]tracedNode, error) {
 	}
 	labName := f.lab(p)
 	if !lab.Exists(labName) {
-		return nil, fmt.Errorf("lab %s is not up: start it with `fieldcon run -p %s --lab` (or `fieldcon lab up`), or add --run to run it here", labName, p.Source)
+		return nil, fmt.Errorf("lab %s is not up: start it with `fieldcon run -p %s --lab` (or `fieldcon lab up`), or add --run to run it here", labName, f.profile)
 	}
 	if len(names) == 0 {
 		for _, n := range p.Nodes {
@@ -403,6 +403,7 @@ type traceOutput struct {
 	shown   int
 	pending []traceLine
 	pcap    *traceFile // -w, or nil
+	enc     *json.Encoder
 }
 
 // flush prints the lines older than hold, oldest first.
@@ -416,13 +417,22 @@ func (o *traceOutput) flush(hold time.Duration) {
 	for n < len(o.pending) && (hold == 0 || o.pending[n].time <= cut) {
 		l := o.pending[n]
 		if o.json {
-			json.NewEncoder(o.w).Encode(l.obj)
+			o.encoder().Encode(l.obj)
 		} else {
 			fmt.Fprintln(o.w, l.text)
 		}
 		n++
 	}
 	o.pending = append(o.pending[:0], o.pending[n:]...)
+}
+
+// encoder writes JSON lines; summaries keep their ">" unescaped.
+func (o *traceOutput) encoder() *json.Encoder {
+	if o.enc == nil {
+		o.enc = json.NewEncoder(o.w)
+		o.enc.SetEscapeHTML(false)
+	}
+	return o.enc
 }
 
 // collectPackets queues the summaries that arrived since the last call.
