@@ -1,8 +1,8 @@
 package dhcp_test
 
 import (
-	"os"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
