@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 
@@ -68,8 +69,10 @@ type tracePane struct {
 	paused bool
 	gen    int // bumps when the filter or window changes; stale fetches are dropped
 
-	// What the last fetch returned: the rows shown and their lines.
+	// What the last fetch returned: the rows shown (in capture-time order),
+	// their sequence numbers (ascending, for moving the window) and lines.
 	rows    []trace.Summary
+	seqs    []uint64
 	lines   []string
 	ifaces  []trace.Interface
 	stats   traceStats
@@ -96,6 +99,7 @@ type traceStats struct {
 type traceMsg struct {
 	gen    int
 	rows   []trace.Summary
+	seqs   []uint64 // the rows' sequence numbers, ascending
 	lines  []string
 	ifaces []trace.Interface
 	stats  traceStats
@@ -175,7 +179,15 @@ func readWindow(src TraceSource, f *trace.Filter, win window, gen, h int, count 
 			rows = append(rows, src.RangeFiltered(f, win.seq, h-len(rows))...)
 		}
 	}
-	msg := traceMsg{gen: gen, rows: rows, ifaces: src.Interfaces()}
+	// The ring is in arrival order, which interleaves the capture goroutines
+	// of different namespaces by a few microseconds; show the window in
+	// capture-time order, and keep the sequence numbers for scrolling.
+	seqs := make([]uint64, len(rows))
+	for i := range rows {
+		seqs[i] = rows[i].Seq
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Time < rows[j].Time })
+	msg := traceMsg{gen: gen, rows: rows, seqs: seqs, ifaces: src.Interfaces()}
 	msg.stats = traceStats{first: src.First(), next: src.Next(), dropped: src.Dropped(), held: src.Len(), matching: matching}
 	switch {
 	case f == nil:
@@ -210,7 +222,7 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 		if msg.gen != p.gen {
 			return p.fetch(m) // the window moved while reading: read again
 		}
-		p.rows, p.lines, p.ifaces, p.stats = msg.rows, msg.lines, msg.ifaces, msg.stats
+		p.rows, p.seqs, p.lines, p.ifaces, p.stats = msg.rows, msg.seqs, msg.lines, msg.ifaces, msg.stats
 		switch {
 		case p.win.kind == winFollow:
 			p.sel = len(p.rows) - 1
@@ -240,10 +252,16 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 	return nil
 }
 
-// indexOf finds seq in rows, or the row just after where it would be.
+// indexOf finds the row of seq, or of the sequence number just after it
+// when it left the window.
 func (p *tracePane) indexOf(seq uint64) int {
+	if j := sort.Search(len(p.seqs), func(j int) bool { return p.seqs[j] >= seq }); j < len(p.seqs) {
+		seq = p.seqs[j]
+	} else if len(p.seqs) > 0 {
+		seq = p.seqs[len(p.seqs)-1]
+	}
 	for i, r := range p.rows {
-		if r.Seq >= seq {
+		if r.Seq == seq {
 			return i
 		}
 	}
@@ -272,19 +290,19 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 			break
 		}
 		if n > 0 {
-			return p.scroll(m, window{winBefore, p.rows[n-1].Seq})
+			return p.scroll(m, window{winBefore, p.seqs[n-1]})
 		}
 	case key.Matches(msg, k.Down):
 		if p.sel < n-1 {
 			p.sel++
 			break
 		}
-		if n > 0 && p.rows[n-1].Seq+1 >= p.stats.next {
+		if n > 0 && p.seqs[n-1]+1 >= p.stats.next {
 			// At the newest packet: carry on following, as tcpdump would.
 			return p.moveTo(m, window{kind: winFollow})
 		}
 		if n > 1 && p.win.kind != winFollow {
-			return p.scroll(m, window{winFrom, p.rows[1].Seq})
+			return p.scroll(m, window{winFrom, p.seqs[1]})
 		}
 	case p.detail && key.Matches(msg, k.PgUp):
 		p.detailOff = max(p.detailOff-5, 0)
@@ -294,11 +312,11 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 		return nil
 	case key.Matches(msg, k.PgUp):
 		if n > 0 {
-			return p.scroll(m, window{winBefore, p.rows[0].Seq})
+			return p.scroll(m, window{winBefore, p.seqs[0]})
 		}
 	case key.Matches(msg, k.PgDown):
 		if n > 0 && p.win.kind != winFollow {
-			return p.scroll(m, window{winFrom, p.rows[n-1].Seq + 1})
+			return p.scroll(m, window{winFrom, p.seqs[n-1] + 1})
 		}
 	case key.Matches(msg, k.Top):
 		p.selSeq, p.sel = 0, 0
@@ -351,7 +369,7 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 // user moved to does not run away as new ones arrive.
 func (p *tracePane) hold() {
 	if p.win.kind == winFollow && len(p.rows) > 0 {
-		p.win = window{winFrom, p.rows[0].Seq}
+		p.win = window{winFrom, p.seqs[0]}
 		p.gen++
 	}
 }
@@ -361,7 +379,7 @@ func (p *tracePane) anchor() window {
 	if p.win.kind == winFollow || len(p.rows) == 0 {
 		return window{kind: winFollow}
 	}
-	return window{winFrom, p.rows[0].Seq}
+	return window{winFrom, p.seqs[0]}
 }
 
 // scroll leaves follow mode: the list stays where the user put it while

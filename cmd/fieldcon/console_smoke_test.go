@@ -84,6 +84,43 @@ func (tt *tmuxTerm) waitScreen(d time.Duration, subs ...string) string {
 	return ""
 }
 
+// waitFunc waits until ok accepts the screen.
+func (tt *tmuxTerm) waitFunc(d time.Duration, what string, ok func(screen string) bool) string {
+	tt.t.Helper()
+	deadline := time.Now().Add(d)
+	var s string
+	for time.Now().Before(deadline) {
+		if s = tt.screen(); ok(s) {
+			return s
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	tt.t.Fatalf("after %s the screen does not show %s:\n%s", d, what, s)
+	return ""
+}
+
+// rhcpOnly: the filter bar shows the applied filter "rhcp" (not the one
+// being typed), and every packet listed is a decoded RHCP message, with at
+// least one probe.
+func rhcpOnly(screen string) bool {
+	applied, packets, probes := false, 0, 0
+	for _, l := range strings.Split(screen, "\n") {
+		switch {
+		case strings.TrimSpace(l) == "filter: rhcp":
+			applied = true
+		case applied && strings.Contains(l, " > "):
+			if !strings.Contains(l, " RHCP ") {
+				return false
+			}
+			packets++
+			if strings.Contains(l, " probe ") {
+				probes++
+			}
+		}
+	}
+	return applied && packets > 0 && probes > 0
+}
+
 func waitFile(t *testing.T, path string, d time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -158,7 +195,7 @@ func smoke(t *testing.T, bin, prof string) {
 		tt.keys("-l", "rhcp")
 		tt.waitScreen(5*time.Second, "✓")
 		tt.keys("Enter")
-		s := tt.waitScreen(30*time.Second, "filter: rhcp", " RHCP ", " probe ")
+		s := tt.waitFunc(30*time.Second, "the applied filter rhcp listing only decoded RHCP packets, probes among them", rhcpOnly)
 		t.Logf("trace:\n%s", s)
 	}
 
