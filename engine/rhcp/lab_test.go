@@ -606,3 +606,41 @@ func TestLabRHCPPlusDHCPKea(t *testing.T) {
 		t.Errorf("stored allocation %+v, want reclaimed", got)
 	}
 }
+
+// TestLabRHCPPlusDHCPOwnServer runs the rhcp-dhcp lab with fieldcon's own
+// DHCP server (engine/dhcp's dhcp_server role) in place of dnsmasq: both
+// must work (issue #3).
+func TestLabRHCPPlusDHCPOwnServer(t *testing.T) {
+	labtest.RequireRoot(t)
+	p := loadLab(t, "rhcp-dhcp")
+	fastProbes(p)
+	d := p.Node("dhcp")
+	d.Dnsmasq = nil
+	d.DHCPServer = &profiles.DHCPServer{
+		Ifaces: []string{"eth0"},
+		Pools: []profiles.DHCPPool{{
+			Subnet: profiles.Prefix{Prefix: mustPrefix("203.0.113.0/24")},
+			Start:  profiles.Addr{Addr: netip.MustParseAddr("203.0.113.100")},
+			End:    profiles.Addr{Addr: netip.MustParseAddr("203.0.113.199")},
+		}},
+	}
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	state := t.TempDir()
+	r := runSite(t, p, l, bus, state)
+	formal := ev.wait(t, 30*time.Second, "device", engine.KindAddressAdded, map[string]string{"source": "dhcp"})
+	addr := fmt.Sprint(formal.Fields["address"])
+	ev.wait(t, 5*time.Second, "device", engine.KindAddressRemoved, map[string]string{"address": "203.0.113.10/24"})
+	ev.wait(t, 10*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"type": "release", "formal": addr})
+	ev.wait(t, 5*time.Second, "device", engine.KindMechanismWon, map[string]string{"mechanism": "rhcp+dhcp"})
+	t.Logf("fieldcon's dhcp_server gave %s", addr)
+	a := ipn(t, l.Netns("device"), "-4", "addr", "show", "dev", "eth0")
+	if !strings.Contains(a, "inet "+addr) || strings.Contains(a, "203.0.113.10/") {
+		t.Errorf("device addresses (want %s, not 203.0.113.10):\n%s", addr, a)
+	}
+	r.stop()
+	if got := storedAllocation(t, filepath.Join(state, "server.db"), "ESN-0001"); got.State != rhcp.StateReclaimed {
+		t.Errorf("stored allocation %+v, want reclaimed", got)
+	}
+}
