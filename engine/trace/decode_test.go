@@ -1,8 +1,11 @@
 package trace
 
 import (
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -96,6 +99,29 @@ func TestTunnelIndexBothWays(t *testing.T) {
 		ethIPv4UDP(t, "203.0.113.1", "198.18.0.2", testTunnelPort, 40000, gopacket.Payload(hb)), &fresh)
 	if fresh.ID != 77 {
 		t.Errorf("without the response, the heartbeat shows index %d, want the receiver index 77", fresh.ID)
+	}
+}
+
+func TestRHCPOverIPv6(t *testing.T) {
+	m := rhcp.Message{Type: rhcp.TypeProbe, ClientID: "ESN-0006",
+		Address: netip.MustParsePrefix("2001:db8:1::10/64"), Server: netip.MustParseAddr("2001:db8::1"),
+		Sequence: 9, Issued: time.Unix(1_800_000_000, 0), Lifetime: time.Minute}
+	b, err := m.Marshal(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP,
+		SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8:1::10")}
+	udp := &layers.UDP{SrcPort: rhcp.Port, DstPort: rhcp.Port}
+	udp.SetNetworkLayerForChecksum(ip)
+	s := decodeOne(t, serialize(t, eth, ip, udp, gopacket.Payload(b)))
+	if s.Proto != ProtoRHCP || s.AuxAddr() != netip.MustParseAddr("2001:db8:1::10") || s.Code != 64 {
+		t.Errorf("RHCP over IPv6: %s (aux %s)", Format(&s, nil), s.AuxAddr())
+	}
+	f, _ := ParseFilter("rhcp.addr==2001:db8:1::/64")
+	if !f.Match(&s, nil) {
+		t.Error("rhcp.addr with an IPv6 prefix does not match")
 	}
 }
 

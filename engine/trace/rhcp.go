@@ -201,13 +201,14 @@ func (m *RHCP) summarize(s *Summary) {
 	s.Type = uint8(m.Type)
 	s.ID = uint32(m.Sequence)
 	if a := m.Address; a.IsValid() {
-		b := a.Addr().As16()
 		if a.Addr().Is4() {
 			a4 := a.Addr().As4()
-			b = [16]byte{}
-			copy(b[:4], a4[:])
+			s.Aux = [16]byte{}
+			copy(s.Aux[:4], a4[:])
+		} else {
+			s.Aux = a.Addr().As16()
+			s.Flags |= AuxV6
 		}
-		s.Aux = b
 		s.Code = uint8(a.Bits())
 		s.Flags |= AuxValid
 	}

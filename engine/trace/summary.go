@@ -61,6 +61,8 @@ const (
 	Truncated
 	// AuxValid: Aux holds an address (DHCP yiaddr, RHCP probed address).
 	AuxValid
+	// AuxV6: that address is IPv6 (all 16 bytes), else IPv4 (the first 4).
+	AuxV6
 )
 
 // Summary is the compact, pointer-free record of one captured frame that the
@@ -116,7 +118,7 @@ func (s *Summary) AuxAddr() netip.Addr {
 	if s.Flags&AuxValid == 0 {
 		return netip.Addr{}
 	}
-	if s.Flags&HasIPv6 != 0 && s.Proto != ProtoDHCP && s.Proto != ProtoRHCP {
+	if s.Flags&AuxV6 != 0 {
 		return netip.AddrFrom16(s.Aux)
 	}
 	return netip.AddrFrom4([4]byte(s.Aux[:4]))
