@@ -264,6 +264,14 @@ func (d *Decoder) applyDHCP(s *Summary) {
 			if len(o.Data) == 4 {
 				requested = o.Data
 			}
+		case layers.DHCPOptServerID:
+			if len(o.Data) == 4 {
+				copy(s.Name[8:12], o.Data)
+			}
+		case layers.DHCPOptLeaseTime:
+			if len(o.Data) == 4 {
+				copy(s.Name[12:16], o.Data)
+			}
 		}
 	}
 	addr := []byte(d.dhcp.YourClientIP)

@@ -35,7 +35,7 @@ func TestDecodeSummaries(t *testing.T) {
 		{"arp", arpRequest(t, "192.0.2.1", "192.0.2.2"), ProtoARP, HasEthernet | HasARP,
 			[]string{"ARP", "who-has 192.0.2.2 tell 192.0.2.1"}},
 		{"dhcp ack", dhcpFrame(t, layers.DHCPMsgTypeAck, 0xdeadbeef, "203.0.113.21"), ProtoDHCP, HasIPv4 | HasUDP | HasDHCP,
-			[]string{"DHCP", "198.51.100.1:67 > 203.0.113.21:68", "Ack xid 0xdeadbeef", "chaddr 02:00:00:00:00:0b", "addr 203.0.113.21"}},
+			[]string{"DHCP", "198.51.100.1:67 > 203.0.113.21:68", "Ack xid 0xdeadbeef", "chaddr 02:00:00:00:00:0b", "addr 203.0.113.21", "server 198.51.100.1 lease 3600s"}},
 		{"tcp over ipv6", tcpFrame(t), ProtoTCP, HasIPv6 | HasTCP,
 			[]string{"TCP", "[2001:db8::1]:40000 > [2001:db8::2]:5201", "[S]"}},
 		{"icmp echo", icmpEcho(t), ProtoICMPv4, HasIPv4 | HasICMPv4,

@@ -145,6 +145,7 @@ var fields = map[string]field{
 	"dhcp.xid":     {need: HasDHCP, nums: one(func(s *Summary) uint64 { return uint64(s.ID) }), doc: "DHCP transaction ID"},
 	"dhcp.type":    {need: HasDHCP, enum: dhcpTypes, nums: one(func(s *Summary) uint64 { return uint64(s.Type) }), doc: "DHCP message type: discover, offer, request, decline, ack, nak, release, inform, forcerenew"},
 	"dhcp.addr":    {need: HasDHCP, kind: kindAddr, addrs: func(s *Summary) (netip.Addr, netip.Addr) { return s.AuxAddr(), netip.Addr{} }, doc: "address a DHCP message is about (yiaddr, requested, ciaddr)"},
+	"dhcp.server":  {need: HasDHCP, kind: kindAddr, addrs: func(s *Summary) (netip.Addr, netip.Addr) { return s.DHCPServer(), netip.Addr{} }, doc: "DHCP server identifier (option 54)"},
 	"rhcp.type":    {need: HasRHCP, enum: rhcpTypeValues, nums: one(func(s *Summary) uint64 { return uint64(s.Type) }), doc: "RHCP message type: probe, stop"},
 	"rhcp.addr":    {need: HasRHCP, kind: kindAddr, addrs: func(s *Summary) (netip.Addr, netip.Addr) { return s.AuxAddr(), netip.Addr{} }, doc: "maintenance address an RHCP message carries"},
 	"rhcp.client":  {need: HasRHCP, kind: kindName, name: func(s *Summary, _ []Interface) string { return s.ClientID() }, doc: "RHCP client ID (ESN; the first 16 bytes)"},

@@ -90,6 +90,8 @@ func TestFilterConstructs(t *testing.T) {
 		{"dhcp.type==2", "dhcp-offer"},
 		{"dhcp.xid==0x1234", "dhcp-ack dhcp-offer"},
 		{"dhcp.addr==203.0.113.22", "dhcp-offer"},
+		{"dhcp.server==198.51.100.1", "dhcp-ack dhcp-offer"},
+		{"dhcp.server==198.51.100.9", ""},
 		{"rhcp.type==probe", "rhcp-probe-router"},
 		{"rhcp.type!=probe", "rhcp-stop-device"},
 		{"rhcp.addr==203.0.113.21", "rhcp-probe-router rhcp-stop-device"},

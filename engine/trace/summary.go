@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -81,8 +82,10 @@ type Summary struct {
 	// Aux is a protocol's address of interest: the DHCP yiaddr (or ciaddr,
 	// requested address), the address an RHCP probe assigns.
 	Aux [16]byte
-	// Name is a short identifier: the RHCP client ID (ESN, cut at 16
-	// bytes), the DHCP client's hardware address (first 6 bytes).
+	// Name holds short protocol fields: the RHCP client ID (ESN, cut at 16
+	// bytes); for DHCP the client's hardware address (bytes 0-5), the
+	// server identifier (option 54, bytes 8-11) and the lease time (option
+	// 51, bytes 12-15).
 	Name [16]byte
 
 	Len    uint32 // length of the frame on the wire
@@ -134,6 +137,14 @@ func (s *Summary) addr(b *[16]byte) netip.Addr {
 		return netip.AddrFrom4([4]byte(b[:4]))
 	}
 	return netip.Addr{}
+}
+
+// DHCPServer returns the server identifier (option 54) of a DHCP message.
+func (s *Summary) DHCPServer() netip.Addr {
+	if s.Proto != ProtoDHCP || [4]byte(s.Name[8:12]) == ([4]byte{}) {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom4([4]byte(s.Name[8:12]))
 }
 
 // ClientID returns the RHCP client ID kept in Name (cut at 16 bytes).
@@ -251,11 +262,17 @@ func writeDetail(b *strings.Builder, s *Summary) {
 		b.WriteByte(']')
 	case ProtoDHCP:
 		fmt.Fprintf(b, " %s xid 0x%08x", layers.DHCPMsgType(s.Type), s.ID)
-		if s.Name != ([16]byte{}) {
+		if [6]byte(s.Name[:6]) != ([6]byte{}) {
 			fmt.Fprintf(b, " chaddr %s", net.HardwareAddr(s.Name[:6]))
 		}
 		if a := s.AuxAddr(); a.IsValid() {
 			fmt.Fprintf(b, " addr %s", a)
+		}
+		if srv := s.DHCPServer(); srv.IsValid() {
+			fmt.Fprintf(b, " server %s", srv)
+		}
+		if lt := binary.BigEndian.Uint32(s.Name[12:16]); lt != 0 {
+			fmt.Fprintf(b, " lease %ds", lt)
 		}
 	case ProtoRHCP:
 		fmt.Fprintf(b, " %s", rhcpTypeName(s.Type))
