@@ -2,6 +2,7 @@ package rhcp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -59,6 +61,18 @@ func (c *Client) Kind() string { return "rhcp_client" }
 // Persistent implements engine.Persister: a commissioned address usually stays.
 func (c *Client) Persistent() bool { return c.cfg.Persist }
 
+// Report implements engine.Reporter: marks the temporary RHCP address in
+// the node's address rows.
+func (c *Client) Report(ns *engine.NodeSnapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range ns.Addresses {
+		if c.temporary[ns.Addresses[i].Address] {
+			ns.Addresses[i].Temporary = true
+		}
+	}
+}
+
 // Temporary reports whether an address the role added (CIDR) is an RHCP
 // temporary address that DHCP will replace; arbitration does not count it as
 // formal.
@@ -80,6 +94,12 @@ type clientRun struct {
 	check ProbeCheck
 	seq   Sequencer
 
+	// rejections are rate-limited: a flood of garbage on the link must not
+	// flood the event bus.
+	rejectWindow time.Time
+	rejectCount  int
+	suppressed   int
+
 	addr   netip.Prefix // the RHCP address configured, if any
 	formal netip.Prefix // the DHCP formal address, if any
 	conn   engine.UDPConn
@@ -95,6 +115,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	}
 	r := &clientRun{Client: c, env: env, key: key, check: ProbeCheck{ClientID: c.cfg.ClientID}}
 	defer r.closeConn()
+	r.loadSeen()
 	if l := c.cfg.Link; l != nil {
 		// The IPCP step (RFC 1332) on a veth stand-in: the link address the
 		// access router's side assigns.
@@ -188,8 +209,25 @@ func readProbes(ctx context.Context, env *engine.Env, iface string, pc engine.Pa
 	}
 }
 
+// maxRejectEvents is how many rhcp.probe.rejected events a device emits
+// per second; the rest are counted and reported with the next one.
+const maxRejectEvents = 20
+
 func (r *clientRun) reject(d Datagram, reason string, m *Message) {
+	now := r.now()
+	if now.Sub(r.rejectWindow) >= time.Second {
+		r.rejectWindow, r.rejectCount = now, 0
+	}
+	if r.rejectCount >= maxRejectEvents {
+		r.suppressed++
+		return
+	}
+	r.rejectCount++
 	f := engine.Fields{"reason": reason, "from": d.Src.String(), "dst": d.Dst.Addr().String()}
+	if r.suppressed > 0 {
+		f["suppressed"] = r.suppressed
+		r.suppressed = 0
+	}
 	if m != nil {
 		f["client_id"], f["seq"] = m.ClientID, m.Sequence
 	}
@@ -237,10 +275,48 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 		return err
 	}
 	r.stopOrReport(m)
+	r.storeSeen()
 	if r.needDHCP(m) {
 		return r.formalDHCP(ctx, m)
 	}
 	return nil
+}
+
+// seenBucket keeps the last accepted probe sequence per server on the
+// device, so a probe captured before a restart is still a replay after it.
+const seenBucket = "rhcp.client.seen"
+
+func (r *clientRun) loadSeen() {
+	if r.env.Store == nil {
+		return
+	}
+	_ = r.env.Store.ForEach(seenBucket, func(k string, v []byte) error {
+		a, err := netip.ParseAddr(k)
+		var seq uint64
+		if err == nil && json.Unmarshal(v, &seq) == nil {
+			r.check.Restore(a, seq)
+		}
+		return nil
+	})
+}
+
+// storeSeen runs after the stop went out: the store's fsync stays off the
+// probe-to-stop path.
+func (r *clientRun) storeSeen() {
+	if r.env.Store == nil {
+		return
+	}
+	err := r.env.Store.Batch(func(tx *store.Tx) error {
+		for a, seq := range r.check.Last() {
+			if err := tx.Put(seenBucket, a.String(), seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.env.Log.Warn("rhcp: last probe sequence not stored", "err", err)
+	}
 }
 
 // stopOrReport sends the stop; a failed send is reported and not fatal:

@@ -387,3 +387,47 @@ func TestAllocate(t *testing.T) {
 		t.Fatal("exhausted /30 allocated the broadcast address")
 	}
 }
+
+// TestReplayAfterClientRestart: the device stores the last accepted
+// sequence, so a probe captured before a restart is refused after it; a
+// flood of garbage is reported at a bounded rate.
+func TestReplayAfterClientRestart(t *testing.T) {
+	s := newSite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := openStore(t, filepath.Join(t.TempDir(), "device.db"))
+	defer st.Close()
+	now := time.Now()
+	p := testProbe()
+	p.Issued, p.Sequence = now, uint64(now.UnixNano())
+	b, err := p.Marshal(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := BuildPacket(netip.MustParseAddrPort("198.51.100.1:6655"), netip.MustParseAddrPort("203.0.113.10:6655"), b)
+	start := func() func() {
+		stop := s.run(ctx, engine.NodeSpec{Name: "device", Host: s.device, Store: st, Roles: []engine.Role{NewClient(clientConfig("ESN-0001"), nil)}})
+		time.Sleep(100 * time.Millisecond) // packet socket open
+		return stop
+	}
+	stop := start()
+	s.device.Inject("eth0", pkt)
+	s.wait(time.Second, "device", engine.KindAddressAdded, map[string]string{"address": "203.0.113.10/24"})
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	restarted := time.Now()
+	stop = start()
+	defer stop()
+	s.device.Inject("eth0", pkt)
+	s.wait(time.Second, "device", engine.KindRHCPProbeRejected, map[string]string{"reason": ReasonReplay})
+	if n := s.count("device", engine.KindAddressAdded, restarted); n != 1 { // the link address only
+		t.Errorf("%d addresses added after the replay, want only the link address", n)
+	}
+	for i := 0; i < 200; i++ {
+		s.device.Inject("eth0", BuildPacket(netip.MustParseAddrPort("198.51.100.1:6655"), netip.MustParseAddrPort("203.0.113.10:6655"), []byte("garbage garbage garbage garbage garbage garbage")))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := s.count("device", engine.KindRHCPProbeRejected, restarted); n > maxRejectEvents+1 {
+		t.Errorf("%d rejection events for a flood within a second, want at most %d", n, maxRejectEvents+1)
+	}
+}

@@ -44,6 +44,26 @@ func (c *ProbeCheck) Check(m *Message, now time.Time) string {
 	return ""
 }
 
+// Last returns the last accepted sequence per server, to store.
+func (c *ProbeCheck) Last() map[netip.Addr]uint64 {
+	out := make(map[netip.Addr]uint64, len(c.last))
+	for k, v := range c.last {
+		out[k] = v
+	}
+	return out
+}
+
+// Restore sets the last accepted sequence of a server (from the store after
+// a restart), so probes captured before the restart stay replays.
+func (c *ProbeCheck) Restore(server netip.Addr, seq uint64) {
+	if c.last == nil {
+		c.last = map[netip.Addr]uint64{}
+	}
+	if seq > c.last[server] {
+		c.last[server] = seq
+	}
+}
+
 // Sequencer draws sequence numbers that increase across restarts without
 // being stored: max(last+1, now in Unix nanoseconds).
 type Sequencer struct{ last uint64 }
