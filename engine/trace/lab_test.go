@@ -162,18 +162,35 @@ func exportAndCheckWithTshark(t *testing.T, r *trace.Ring) {
 	if err != nil || res.Missing != 0 || res.Packets != r.Len() {
 		t.Fatalf("export: %+v, ring holds %d: %v", res, r.Len(), err)
 	}
-	out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-e", "frame.time_epoch").Output()
+	out, err := exec.Command(tshark, "-r", path, "-T", "fields", "-E", "separator=|",
+		"-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
+		"-e", "udp.srcport", "-e", "udp.dstport", "-e", "arp.src.proto_ipv4").Output()
 	if err != nil {
 		t.Fatalf("tshark: %v", err)
 	}
-	times := strings.Fields(string(out))
+	rows := strings.Split(strings.TrimSpace(string(out)), "\n")
 	sums := r.Range(0, r.Len())
-	if len(times) != len(sums) {
-		t.Fatalf("tshark read %d packets, the ring holds %d", len(times), len(sums))
+	if len(rows) != len(sums) {
+		t.Fatalf("tshark read %d packets, the ring holds %d", len(rows), len(sums))
 	}
 	for i, s := range sums {
-		if want := fmt.Sprintf("%d.%09d", s.Time/1e9, s.Time%1e9); times[i] != want {
-			t.Errorf("packet %d: tshark time %s, captured %s", i, times[i], want)
+		f := strings.Split(rows[i], "|")
+		if want := fmt.Sprintf("%d.%09d", s.Time/1e9, s.Time%1e9); f[0] != want {
+			t.Errorf("packet %d: tshark time %s, captured %s", i, f[0], want)
+		}
+		// The summary decoder agrees with tshark on addresses and ports.
+		src, dst := f[1]+f[3], f[2]+f[4]
+		if s.Proto == trace.ProtoARP {
+			src = f[7]
+		}
+		if got := s.SrcAddr(); src != "" && (!got.IsValid() || got.String() != strings.Split(src, ",")[0]) {
+			t.Errorf("packet %d: source %v, tshark %s: %s", i, got, src, r.Line(&s))
+		}
+		if got := s.DstAddr(); dst != "" && s.Proto != trace.ProtoARP && got.String() != strings.Split(dst, ",")[0] {
+			t.Errorf("packet %d: destination %v, tshark %s: %s", i, got, dst, r.Line(&s))
+		}
+		if f[5] != "" && s.Has(trace.HasUDP) && fmt.Sprint(s.SrcPort, s.DstPort) != strings.Split(f[5], ",")[0]+" "+strings.Split(f[6], ",")[0] {
+			t.Errorf("packet %d: ports %d %d, tshark %s %s", i, s.SrcPort, s.DstPort, f[5], f[6])
 		}
 	}
 	script, _ := filepath.Abs("../../contrib/wireshark/fieldcon.lua")
