@@ -7,6 +7,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
@@ -33,6 +34,15 @@ type capture struct {
 	conn   engine.PacketConn
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	packets, bytes atomic.Uint64
+}
+
+// InterfaceStats counts what one capture saw.
+type InterfaceStats struct {
+	Interface
+	Packets uint64
+	Bytes   uint64 // on the wire
 }
 
 // SessionConfig sizes a session's ring and tells its decoders the ports of
@@ -144,6 +154,8 @@ func (s *Session) run(ctx context.Context, host engine.Host, c *capture, idx uin
 		}
 		dec.Decode(ifc.LinkType, buf[:n], &sum)
 		s.ring.Add(sum, buf[:n])
+		c.packets.Add(1)
+		c.bytes.Add(uint64(sum.Len))
 	}
 }
 
@@ -199,6 +211,23 @@ func (s *Session) StopAll() {
 		c.cancel()
 		<-c.done
 	}
+}
+
+// Stats counts packets and bytes per running capture, sorted like Capturing.
+func (s *Session) Stats() []InterfaceStats {
+	s.mu.Lock()
+	out := make([]InterfaceStats, 0, len(s.caps))
+	for _, c := range s.caps {
+		out = append(out, InterfaceStats{Interface: c.ifc, Packets: c.packets.Load(), Bytes: c.bytes.Load()})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }
 
 // Capturing lists the interfaces being captured, sorted by node and name.

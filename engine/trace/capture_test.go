@@ -71,6 +71,12 @@ func TestSessionCapturesEveryNodeAndInterface(t *testing.T) {
 		t.Errorf("capture timestamp %d not set at capture", first.Time)
 	}
 
+	for _, st := range s.Stats() {
+		want := map[string]uint64{"device eth0": 2, "router eth0": 0, "router eth1": 1}[st.Interface.String()]
+		if st.Packets != want || st.Packets > 0 && st.Bytes == 0 {
+			t.Errorf("stats %s: %d packets %d bytes, want %d packets", st.Interface, st.Packets, st.Bytes, want)
+		}
+	}
 	s.Stop("device", "eth0")
 	device.Inject("eth0", stop)
 	router.Inject("eth0", stop)

@@ -12,7 +12,8 @@
 // # Reading a session (the TUI, fieldcon trace)
 //
 //	s := trace.NewSession(trace.SessionConfig{})
-//	s.Start(ctx, host, "router", "eth0")   // or s.StartAll(ctx, host, "router")
+//	s.Start(ctx, host, "router", "eth0")   // or s.StartAll(ctx, host, "router"); s.Stop(node, iface)
+//	s.Capturing(), s.Stats()               // captured interfaces, packets and bytes each
 //	r := s.Ring()
 //	r.Len(), r.First(), r.Next()  // summaries held; oldest and next sequence numbers
 //	r.Dropped()                   // summaries overwritten because the ring was full
@@ -24,7 +25,8 @@
 //	r.Detail(seq, opt)            // full layer tree and hex dump of one frame
 //	r.Line(&sum)                  // the one-line text, with node and interface
 //	<-r.Notify()                  // wakes a reader after new summaries arrived
-//	r.WritePcapng(w, f)           // export what matches f
+//	r.WritePcapng(w, f)           // export what matches f (NewPcapngWriter streams)
+//	r.Follow(f, from, n)          // like RangeFiltered, plus where to continue
 //	trace.ParseFilter("rhcp and node=router")  // *SyntaxError carries Pos
 //
 // Readers get copies and hold the ring's lock for at most one chunk of a
