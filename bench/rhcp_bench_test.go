@@ -245,8 +245,8 @@ func tcpdumpTimes(b *testing.B, netns, iface, filter string) func() []capLine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &rhcpLockedBuilder{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -277,6 +277,25 @@ func tcpdumpTimes(b *testing.B, netns, iface, filter string) func() []capLine {
 		_ = cmd.Wait()
 		return lines
 	}
+}
+
+// rhcpLockedBuilder is a strings.Builder a child process writes to while the
+// test reads it.
+type rhcpLockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *rhcpLockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *rhcpLockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // hostOf strips the port from tcpdump's a.b.c.d.port.
