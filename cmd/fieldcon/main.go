@@ -33,6 +33,8 @@ func commands() []command {
 		{"check", "check PROFILE                                       validate a profile", cmdCheck},
 		{"profiles", "profiles                                            list embedded profiles", cmdProfiles},
 		{"nat", "nat -p PROFILE --node N [--lab] [--json]            a tunnel server's NAT table", cmdNAT},
+		{"leases", "leases -p PROFILE [--node N] [--lab] [--json] [--all]  a DHCP server's leases", cmdLeases},
+		{"forcerenew", "forcerenew -p PROFILE --node SERVER [--lab] CLIENT  push a FORCERENEW to one client", cmdForceRenew},
 		{"trace", "trace -p PROFILE [--lab] [--node N] [-i IFACE] [-f FILTER] [-w FILE.pcapng] [--for D]  live packet summaries", cmdTrace},
 		{"version", "version                                             print the version", cmdVersion},
 	}

@@ -190,11 +190,17 @@ func (c *Client) discover(now time.Time) []Action {
 	c.offer, c.pending = nil, nil
 	c.wait = c.cfg.Backoff.Initial
 	c.tries = 0
+	return c.send(now, c.discoverMessage(now), c.target(), c.cfg.ServerMAC)
+}
+
+// discoverMessage is a DISCOVER, asking for rapid commit when configured
+// (RFC 4039 §3: the option goes in every DISCOVER, retransmissions too).
+func (c *Client) discoverMessage(now time.Time) *dhcpv4.DHCPv4 {
 	m := c.message(dhcpv4.MessageTypeDiscover, now)
 	if c.cfg.RapidCommit {
 		m.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRapidCommit, nil))
 	}
-	return c.send(now, m, c.target(), c.cfg.ServerMAC)
+	return m
 }
 
 // target is where INIT-time messages go: the named server or broadcast.
@@ -402,7 +408,7 @@ func (c *Client) Tick(now time.Time) []Action {
 	}
 	switch c.state {
 	case StateSelecting:
-		return c.send(now, c.message(dhcpv4.MessageTypeDiscover, now), c.target(), c.cfg.ServerMAC)
+		return c.send(now, c.discoverMessage(now), c.target(), c.cfg.ServerMAC)
 	case StateRequesting, StateRebooting:
 		if c.tries >= c.cfg.Requests {
 			c.cfg.Previous = netip.Addr{}

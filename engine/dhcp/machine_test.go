@@ -112,6 +112,18 @@ func TestClientServerDORA(t *testing.T) {
 	}
 }
 
+func TestRapidCommitOnRetransmission(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := NewClient(ClientConfig{MAC: cliMAC, RapidCommit: true})
+	first := c.Start(now)
+	again := c.Tick(now.Add(time.Minute))
+	for i, acts := range [][]Action{first, again} {
+		if len(acts) != 1 || !acts[0].Msg.Options.Has(dhcpv4.OptionRapidCommit) {
+			t.Errorf("DISCOVER %d lacks option 80", i)
+		}
+	}
+}
+
 func TestClientRenewRebindExpire(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	s := testServer(nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"sort"
@@ -541,32 +542,53 @@ func (s *Server) Entitled(key string, l ServerLease) (netip.Addr, netip.Addr) {
 // the lease with its replay counter advanced, which must be stored first.
 func (s *Server) ForceRenew(key string) ([]byte, netip.AddrPort, *ServerLease, error) {
 	l, ok := s.leases[key]
-	if !ok || l.State != LeaseBound {
+	if !ok {
 		return nil, netip.AddrPort{}, nil, errNotBound(key)
 	}
+	raw, to, replay, err := BuildForceRenew(*l, s.cfg.ServerID, time.Now())
+	if err != nil {
+		return nil, netip.AddrPort{}, nil, err
+	}
+	l.Replay = replay
+	c := *l
+	return raw, to, &c, nil
+}
+
+// BuildForceRenew signs a FORCERENEW for a stored lease: unicast to the
+// client's address, port 68, keyed by the lease's nonce. It returns the
+// replay value used.
+func BuildForceRenew(l ServerLease, serverID netip.Addr, now time.Time) ([]byte, netip.AddrPort, uint64, error) {
+	if l.State != LeaseBound {
+		return nil, netip.AddrPort{}, 0, errNotBound(l.Key)
+	}
 	if len(l.Nonce) != nonceLen {
-		return nil, netip.AddrPort{}, nil, errNoNonce(key)
+		return nil, netip.AddrPort{}, 0, errNoNonce(l.Key)
 	}
 	mac, err := net.ParseMAC(l.MAC)
 	if err != nil {
-		return nil, netip.AddrPort{}, nil, err
+		return nil, netip.AddrPort{}, 0, fmt.Errorf("lease %s: %w", l.Key, err)
 	}
 	m, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(MessageTypeForceRenew))
 	m.OpCode = dhcpv4.OpcodeBootReply
 	m.ClientIPAddr = net.IP(l.Address.AsSlice())
-	m.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(s.cfg.ServerID.AsSlice())))
-	if l.ClientID != "" {
-		if id, err := hex.DecodeString(l.ClientID); err == nil {
-			m.UpdateOption(dhcpv4.OptClientIdentifier(id))
-		}
+	m.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(serverID.AsSlice())))
+	if id, err := hex.DecodeString(l.ClientID); err == nil && len(id) > 0 {
+		m.UpdateOption(dhcpv4.OptClientIdentifier(id))
 	}
-	l.Replay++
-	raw, err := SignForceRenew(m, l.Replay, l.Nonce)
+	replay := NextReplay(l.Replay, now)
+	raw, err := SignForceRenew(m, replay, l.Nonce)
 	if err != nil {
-		return nil, netip.AddrPort{}, nil, err
+		return nil, netip.AddrPort{}, 0, err
 	}
-	c := *l
-	return raw, netip.AddrPortFrom(l.Address, ClientPort), &c, nil
+	return raw, netip.AddrPortFrom(l.Address, ClientPort), replay, nil
+}
+
+// NextReplay is the replay-detection value for the next FORCERENEW: the
+// clock in nanoseconds, or last+1 when the clock is behind (RFC 3118 §2: any
+// monotonically increasing value). Clock-based values let `fieldcon
+// forcerenew` and the running server both send without sharing a counter.
+func NextReplay(last uint64, now time.Time) uint64 {
+	return max(last+1, uint64(now.UnixNano()))
 }
 
 type errNotBound string

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/drivers/linux"
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/dhcp"
+	"github.com/fieldcon/fieldcon/engine/site"
+	"github.com/fieldcon/fieldcon/engine/store"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// leaseRow is one line of `fieldcon leases`.
+type leaseRow struct {
+	Node string `json:"node"`
+	dhcp.ServerLease
+}
+
+// cmdLeases lists the DHCP leases of a profile's servers, read from their
+// stores (DESIGN.md: leases live in the embedded store).
+func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f siteFlags
+	fs := newFlags("leases -p PROFILE [--node N] [--lab] [--state DIR] [--json]", stderr)
+	f.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON lease per line")
+	all := fs.Bool("all", false, "include released, expired and declined leases")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon leases: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	p, err := f.loadProfile()
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon leases:", err)
+		return exitUsage
+	}
+	nodes, err := dhcpServerNodes(p, f.nodes)
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon leases:", err)
+		return exitUsage
+	}
+	stateDir := leaseStateDir(&f, p)
+	var rows []leaseRow
+	for _, n := range nodes {
+		leases, err := readLeases(filepath.Join(stateDir, n.Name+".db"))
+		if err != nil {
+			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
+			return exitFailure
+		}
+		for _, l := range leases {
+			if *all || l.State == dhcp.LeaseBound || l.State == dhcp.LeaseOffered {
+				rows = append(rows, leaseRow{Node: n.Name, ServerLease: l})
+			}
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].Node != rows[j].Node {
+			return rows[i].Node < rows[j].Node
+		}
+		return rows[i].Address.Less(rows[j].Address)
+	})
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range rows {
+			enc.Encode(r)
+		}
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tCLIENT\tMAC\tEXPIRES\tRELAY\tCIRCUIT\tREMOTE-ID\tFORCERENEW")
+	for _, r := range rows {
+		fr := "-"
+		if len(r.Nonce) > 0 {
+			fr = "nonce"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, r.Address, r.State, dash(r.Key), dash(r.MAC),
+			r.Expiry.Local().Format(time.DateTime), dash(addrOrEmpty(r.GIAddr)), dash(r.CircuitID), dash(r.RemoteID), fr)
+	}
+	tw.Flush()
+	if len(rows) == 0 {
+		fmt.Fprintln(stderr, "fieldcon leases: no leases (use --all to include released and expired ones)")
+	}
+	return exitOK
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func addrOrEmpty(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func dhcpServerNodes(p *profiles.Profile, names []string) ([]*profiles.Node, error) {
+	var out []*profiles.Node
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		if len(names) > 0 && !containsString(names, n.Name) {
+			continue
+		}
+		if n.DHCPServer != nil {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("profile %s has no selected node with a [node.dhcp_server] section", p.Name)
+	}
+	return out, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func leaseStateDir(f *siteFlags, p *profiles.Profile) string {
+	if f.stateDir != "" {
+		return f.stateDir
+	}
+	labName := ""
+	if f.useLab {
+		labName = f.lab(p)
+	}
+	return site.DefaultStateDir(p, labName)
+}
+
+// readLeases loads a server's leases. A running server holds its store
+// locked, so its file is copied and the copy read: bbolt opens the copy at
+// the newest meta page whose checksum holds, normally the server's last
+// committed transaction; a copy torn by a commit in flight fails to open and
+// the command says so (run it again).
+func readLeases(path string) ([]dhcp.ServerLease, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no store at %s (has the server run with this --state?): %w", path, err)
+	}
+	st, err := store.Open(path)
+	if err != nil {
+		tmp, cerr := copyToTemp(path)
+		if cerr != nil {
+			return nil, errors.Join(err, cerr)
+		}
+		defer os.RemoveAll(filepath.Dir(tmp))
+		if st, err = store.Open(tmp); err != nil {
+			return nil, err
+		}
+	}
+	defer st.Close()
+	return dhcp.LoadLeases(st)
+}
+
+func copyToTemp(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "fieldcon-leases-")
+	if err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(dir, "copy.db")
+	return tmp, os.WriteFile(tmp, b, 0o600)
+}
+
+// cmdForceRenew pushes an authenticated FORCERENEW (RFC 3203, RFC 6704) to
+// one client of a server node, from the server's namespace, with the nonce
+// kept with the client's lease. The client renews and applies what changed.
+func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f siteFlags
+	fs := newFlags("forcerenew -p PROFILE --node SERVER [--lab] [--state DIR] CLIENT (address, client key or ESN)", stderr)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "fieldcon forcerenew: name one client: its address, its client key (from `fieldcon leases`) or its ESN")
+		return exitUsage
+	}
+	p, err := f.loadProfile()
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitUsage
+	}
+	nodes, err := dhcpServerNodes(p, f.nodes)
+	if err != nil || len(nodes) != 1 {
+		fmt.Fprintln(stderr, "fieldcon forcerenew: give exactly one --node with a [node.dhcp_server] section")
+		return exitUsage
+	}
+	n := nodes[0]
+	leases, err := readLeases(filepath.Join(leaseStateDir(&f, p), n.Name+".db"))
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitFailure
+	}
+	l, ok := findLease(leases, fs.Arg(0))
+	if !ok {
+		fmt.Fprintf(stderr, "fieldcon forcerenew: no bound lease matches %q; `fieldcon leases -p %s` lists them\n", fs.Arg(0), f.profile)
+		return exitFailure
+	}
+	netns := ""
+	if f.useLab {
+		netns = lab.NetnsName(f.lab(p), n.Name)
+	}
+	h, err := linux.Open(netns)
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitFailure
+	}
+	defer h.Close()
+	sid := netip.Addr{}
+	if n.DHCPServer.ServerID != nil {
+		sid = n.DHCPServer.ServerID.Addr
+	} else if as, err := h.Addresses(n.DHCPServer.Ifaces[0]); err == nil {
+		for _, a := range as {
+			if a.Prefix.Addr().Is4() {
+				sid = a.Prefix.Addr()
+				break
+			}
+		}
+	}
+	raw, to, _, err := dhcp.BuildForceRenew(l, sid, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitFailure
+	}
+	// From port 67 as RFC 3203 says; shared with a running server for the
+	// moment of the send.
+	conn, err := h.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), dhcp.ServerPort), engine.UDPOptions{ReuseAddr: true})
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitFailure
+	}
+	_, err = conn.WriteToUDPAddrPort(raw, to)
+	conn.Close()
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "FORCERENEW sent to %s (client %s)\n", to, l.Key)
+	return exitOK
+}
+
+// findLease matches a bound lease by address, client key or ESN.
+func findLease(leases []dhcp.ServerLease, q string) (dhcp.ServerLease, bool) {
+	esnKey := dhcp.ClientKey(dhcp.EncodeClientID(q), nil)
+	for _, l := range leases {
+		if l.State != dhcp.LeaseBound {
+			continue
+		}
+		if l.Address.String() == q || l.Key == q || l.Key == esnKey || strings.EqualFold(l.MAC, q) {
+			return l, true
+		}
+	}
+	return dhcp.ServerLease{}, false
+}
