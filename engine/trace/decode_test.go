@@ -312,3 +312,18 @@ func BenchmarkDecodeSummary(b *testing.B) {
 		d.Decode(layers.LinkTypeEthernet, frames[i%len(frames)], &s)
 	}
 }
+
+// FuzzTunnelLayer: the tunnel layer alone, on arbitrary datagrams.
+func FuzzTunnelLayer(f *testing.F) {
+	req, resp, hb := tunnelMessages(f, 3)
+	f.Add(req)
+	f.Add(resp)
+	f.Add(hb)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Tunnel
+		m.DecodeFromBytes(b, gopacket.NilDecodeFeedback)
+		_ = m.Fields()
+		_ = m.Index()
+		looksLikeTunnel(b, true)
+	})
+}
