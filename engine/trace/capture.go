@@ -196,9 +196,16 @@ func (s *Session) Stop(node, iface string) {
 	delete(s.caps, capKey{node, iface})
 	s.mu.Unlock()
 	if ok {
-		c.cancel()
-		<-c.done
+		c.stop()
 	}
+}
+
+// stop ends a capture at once: closing the socket ends a blocked read
+// rather than waiting for the poll interval.
+func (c *capture) stop() {
+	c.cancel()
+	c.conn.Close()
+	<-c.done
 }
 
 // StopAll stops every capture and waits for them.
@@ -209,6 +216,9 @@ func (s *Session) StopAll() {
 	s.mu.Unlock()
 	for _, c := range caps {
 		c.cancel()
+		c.conn.Close()
+	}
+	for _, c := range caps {
 		<-c.done
 	}
 }
