@@ -180,6 +180,8 @@ func readProbes(ctx context.Context, env *engine.Env, iface string, pc engine.Pa
 				continue
 			}
 		}
+		// A deadline, so the loop sees ctx end even when nothing arrives.
+		_ = pc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
 		n, info, err := pc.ReadPacket(buf)
 		if err != nil {
 			var ne net.Error

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +56,24 @@ type site struct {
 	events []engine.Event
 }
 
+// noLeaks fails the test if goroutines started during it are still running
+// once it (and its deferred stops) finished, as wireguard-go's tests do.
+func noLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		var now int
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if now = runtime.NumGoroutine(); now <= before {
+				return
+			}
+		}
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines leaked:\n%s", now-before, buf[:runtime.Stack(buf, true)])
+	})
+}
+
 func newSite(t *testing.T) *site {
+	noLeaks(t)
 	t.Setenv(testKeyEnv, string(testKey))
 	n := fake.NewNetwork()
 	s := &site{t: t, net: n, server: fake.NewHost("server", n, "eth0"), device: fake.NewHost("device", n, "eth0"), bus: engine.NewBus(1000)}
@@ -63,6 +81,7 @@ func newSite(t *testing.T) *site {
 		t.Fatal(err)
 	}
 	s.sub = s.bus.Subscribe(10000, true)
+	t.Cleanup(s.sub.Close)
 	go func() {
 		for e := range s.sub.C {
 			s.mu.Lock()
