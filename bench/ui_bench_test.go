@@ -186,6 +186,9 @@ func BenchmarkConsoleTrace(b *testing.B) {
 		{"follow", []string{"2"}},
 		{"follow-filter-rhcp", []string{"2", "/", "rhcp", "enter"}},
 		{"scrolled-detail", []string{"2", "g", "j", "j", "enter"}},
+		// Worst case: a filter nothing matches makes a reader scan the
+		// whole ring for the newest matches.
+		{"follow-filter-nomatch", []string{"2", "/", "dhcp", "enter"}},
 	}
 	for _, c := range cases {
 		m := newConsole(r)

@@ -459,3 +459,32 @@ func TestTraceTimeOrder(t *testing.T) {
 		t.Errorf("list order by destination port %v, want capture-time order 1,2,3:\n%s", ports, frame)
 	}
 }
+
+// TestTraceFilteredFollow: a filtered list that follows picks up matches as
+// they arrive (it reads only the new packets) and keeps the newest.
+func TestTraceFilteredFollow(t *testing.T) {
+	opt := recordedOptions(t)
+	ring := opt.Trace.(*trace.Ring)
+	tm, m := start(t, opt)
+	keys(tm, "2", "/", "udp.dstport == 9")
+	waitFor(t, tm, "✓")
+	keys(tm, "enter")
+	waitFor(t, tm, "no packets match yet")
+	addPackets(ring, 3, t0)
+	waitFor(t, tm, "8 held")
+	addPackets(ring, 40, t0.Add(time.Second))
+	waitFor(t, tm, "48 held")
+	frame := finish(t, tm)
+	rows := 0
+	for _, l := range bodyLines(frame) {
+		if strings.Contains(l, " > ") {
+			rows++
+			if !strings.Contains(l, "203.0.113.10:9") {
+				t.Errorf("row %q does not match the filter", l)
+			}
+		}
+	}
+	if rows != m.tr.listHeight(m) || !strings.Contains(frame, "07:00:01.039") {
+		t.Errorf("want a full list of %d rows ending with the newest match:\n%s", m.tr.listHeight(m), frame)
+	}
+}

@@ -26,6 +26,7 @@ type TraceSource interface {
 	Interfaces() []trace.Interface
 	RangeFiltered(f *trace.Filter, from uint64, n int) []trace.Summary
 	Before(f *trace.Filter, before uint64, n int) []trace.Summary
+	Follow(f *trace.Filter, from uint64, n int) (out []trace.Summary, next, missed uint64)
 	Count(f *trace.Filter) int
 	Get(seq uint64) (trace.Summary, []byte, bool)
 	Detail(seq uint64, opt trace.DecoderOptions) (trace.Detail, bool)
@@ -71,15 +72,20 @@ type tracePane struct {
 
 	// What the last fetch returned: the rows shown (in capture-time order),
 	// their sequence numbers (ascending, for moving the window) and lines.
-	rows    []trace.Summary
-	seqs    []uint64
-	lines   []string
-	ifaces  []trace.Interface
-	stats   traceStats
-	sel     int // index into rows
-	selSeq  uint64
-	pending bool
-	listH   int
+	rows []trace.Summary
+	seqs []uint64
+	// ordered, scanned and followGen let a filtered follow window read
+	// only what arrived since the last refresh (see readReq).
+	ordered   []trace.Summary
+	scanned   uint64
+	followGen int
+	lines     []string
+	ifaces    []trace.Interface
+	stats     traceStats
+	sel       int // index into rows
+	selSeq    uint64
+	pending   bool
+	listH     int
 
 	detail    bool
 	detailSeq uint64
@@ -97,12 +103,16 @@ type traceStats struct {
 
 // traceMsg carries what a fetch read from the ring.
 type traceMsg struct {
-	gen    int
-	rows   []trace.Summary
-	seqs   []uint64 // the rows' sequence numbers, ascending
-	lines  []string
-	ifaces []trace.Interface
-	stats  traceStats
+	gen  int
+	rows []trace.Summary
+	seqs []uint64 // the rows' sequence numbers, ascending
+	// ordered is the rows in sequence order and scanned how far the ring
+	// was read: a filtered follow window continues from them.
+	ordered []trace.Summary
+	scanned uint64
+	lines   []string
+	ifaces  []trace.Interface
+	stats   traceStats
 }
 
 type traceDetailMsg struct {
@@ -153,17 +163,43 @@ func (p *tracePane) fetch(m *Model) tea.Cmd {
 	if count {
 		p.lastCount = m.now
 	}
-	prevMatching, narrow := p.stats.matching, m.width < 120
-	return func() tea.Msg {
-		return readWindow(src, f, win, gen, h, count, prevMatching, narrow)
+	req := readReq{src: src, f: f, win: win, gen: gen, h: h, count: count,
+		matching: p.stats.matching, narrow: m.width < 120}
+	if win.kind == winFollow && f != nil && p.followGen == gen && p.ordered != nil {
+		req.prev, req.scanned = p.ordered, p.scanned
 	}
+	return func() tea.Msg { return readWindow(req) }
 }
 
-func readWindow(src TraceSource, f *trace.Filter, win window, gen, h int, count bool, matching int, narrow bool) traceMsg {
+// readReq is one read of the ring for the list.
+type readReq struct {
+	src      TraceSource
+	f        *trace.Filter
+	win      window
+	gen, h   int
+	count    bool // count the matches (a scan of the whole ring: once a second)
+	matching int
+	narrow   bool
+	// prev and scanned continue a filtered follow window: the rows it shows
+	// (ascending sequence numbers) and how far the ring was scanned, so a
+	// refresh scans only what arrived since, not back through the ring for
+	// a rare match.
+	prev    []trace.Summary
+	scanned uint64
+}
+
+func readWindow(req readReq) traceMsg {
+	src, f, h, win := req.src, req.f, req.h, req.win
 	var rows []trace.Summary
+	var scanned uint64
 	switch win.kind {
 	case winFollow:
-		rows = src.Before(f, src.Next(), h)
+		if req.prev != nil && req.scanned >= src.First() {
+			rows, scanned = followOn(src, f, req.prev, req.scanned, h)
+		} else {
+			scanned = src.Next()
+			rows = src.Before(f, scanned, h)
+		}
 	case winFrom:
 		rows = src.RangeFiltered(f, win.seq, h)
 		if len(rows) < h {
@@ -179,6 +215,8 @@ func readWindow(src TraceSource, f *trace.Filter, win window, gen, h int, count 
 			rows = append(rows, src.RangeFiltered(f, win.seq, h-len(rows))...)
 		}
 	}
+	ordered := make([]trace.Summary, len(rows)) // non-nil even when empty: a window with no match yet continues too
+	copy(ordered, rows)
 	// The ring is in arrival order, which interleaves the capture goroutines
 	// of different namespaces by a few microseconds; show the window in
 	// capture-time order, and keep the sequence numbers for scrolling.
@@ -187,22 +225,45 @@ func readWindow(src TraceSource, f *trace.Filter, win window, gen, h int, count 
 		seqs[i] = rows[i].Seq
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Time < rows[j].Time })
-	msg := traceMsg{gen: gen, rows: rows, seqs: seqs, ifaces: src.Interfaces()}
-	msg.stats = traceStats{first: src.First(), next: src.Next(), dropped: src.Dropped(), held: src.Len(), matching: matching}
+	msg := traceMsg{gen: req.gen, rows: rows, seqs: seqs, ordered: ordered, scanned: scanned, ifaces: src.Interfaces()}
+	msg.stats = traceStats{first: src.First(), next: src.Next(), dropped: src.Dropped(), held: src.Len(), matching: req.matching}
 	switch {
 	case f == nil:
 		msg.stats.matching = msg.stats.held
-	case count:
+	case req.count:
 		msg.stats.matching = src.Count(f)
 	}
 	msg.lines = make([]string, len(rows))
 	for i := range rows {
 		msg.lines[i] = trace.Format(&rows[i], msg.ifaces)
-		if narrow {
+		if req.narrow {
 			msg.lines[i] = compactLine(&rows[i], msg.lines[i])
 		}
 	}
 	return msg
+}
+
+// followOn extends a filtered follow window with the matches among the
+// summaries that arrived since scanned, keeping the newest h.
+func followOn(src TraceSource, f *trace.Filter, prev []trace.Summary, scanned uint64, h int) ([]trace.Summary, uint64) {
+	first := src.First()
+	rows := make([]trace.Summary, 0, h)
+	for _, r := range prev {
+		if r.Seq >= first { // still held
+			rows = append(rows, r)
+		}
+	}
+	for {
+		out, next, _ := src.Follow(f, scanned, h)
+		rows = append(rows, out...)
+		if len(rows) > h {
+			rows = append(rows[:0], rows[len(rows)-h:]...)
+		}
+		scanned = next
+		if len(out) < h {
+			return rows, scanned
+		}
+	}
 }
 
 func (p *tracePane) listHeight(m *Model) int {
@@ -223,6 +284,7 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 			return p.fetch(m) // the window moved while reading: read again
 		}
 		p.rows, p.seqs, p.lines, p.ifaces, p.stats = msg.rows, msg.seqs, msg.lines, msg.ifaces, msg.stats
+		p.ordered, p.scanned, p.followGen = msg.ordered, msg.scanned, msg.gen
 		switch {
 		case p.win.kind == winFollow:
 			p.sel = len(p.rows) - 1
