@@ -63,17 +63,22 @@ func (p *leasesPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 }
 
 var (
-	addrCols   = []column{{"NODE", 8}, {"IFACE", 8}, {"ADDRESS", 26}, {"SOURCE", 6}, {"KIND", 9}, {"PREF", -7}, {"VALID", -7}}
+	addrCols   = []column{{"NODE", 8}, {"IFACE", 8}, {"ADDRESS", 26}, {"SOURCE", 6}, {"KIND", 9}, {"PREF", -7}, {"VALID", -7}} // lifetimes left
 	clientCols = []column{{"NODE", 8}, {"ADDRESS", 18}, {"SERVER", 15}, {"STATE", 9}, {"T1", -7}, {"T2", -7}, {"EXPIRES", -7}}
 	serverCols = []column{{"NODE", 8}, {"ADDRESS", 15}, {"CLIENT-ID", 17}, {"MAC", 17}, {"STATE", 8}, {"EXPIRES", -7}}
 	probeCols  = []column{{"NODE", 8}, {"CLIENT-ID", 20}, {"ADDRESS", 18}, {"STATE", 10}, {"SENT", -5}, {"LAST", -9}}
 )
 
-func lifetime(d time.Duration) string {
-	if d == 0 {
+// lifetime shows what is left of an address lifetime d given when the
+// address was configured at added (unknown: the lifetime itself).
+func lifetime(d time.Duration, added, now time.Time) string {
+	switch {
+	case d == 0:
 		return "forever"
+	case added.IsZero():
+		return short(d)
 	}
-	return short(d)
+	return countdown(now, added.Add(d))
 }
 
 func (p *leasesPane) render(m *Model, w, h int) string {
@@ -94,7 +99,9 @@ func (p *leasesPane) render(m *Model, w, h int) string {
 				if a.Temporary {
 					kind = "temporary"
 				}
-				l.row(tableLine(addrCols, []string{n.Name, a.Iface, a.Address, a.Source, kind, lifetime(a.Preferred), lifetime(a.Valid)}), a)
+				at := m.added[addrKey(n.Name, a.Iface, a.Address)]
+				l.row(tableLine(addrCols, []string{n.Name, a.Iface, a.Address, a.Source, kind,
+					lifetime(a.Preferred, at, now), lifetime(a.Valid, at, now)}), a)
 			}
 		}, "no addresses configured yet"},
 		{"DHCP client leases", clientCols, func(n *engine.NodeSnapshot) {

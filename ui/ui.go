@@ -6,6 +6,7 @@ package ui
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -119,6 +120,9 @@ type Model struct {
 	sub      *engine.Subscription
 	events   *eventRing
 	fetching bool
+	// added is when each address (node|iface|prefix) was last configured,
+	// from address.added events: lifetimes count down from there.
+	added map[string]time.Time
 
 	status    string
 	statusErr bool
@@ -268,6 +272,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.events.add(msg.events)
 		m.events.dropped = msg.dropped
 		m.ov.noteEvents(msg.events)
+		m.noteAddresses(msg.events)
 		m.ov.refresh(m)
 		m.logp.refresh(m)
 	case actionMsg:
@@ -420,6 +425,25 @@ func clip(l string, w int) string {
 	}
 	return ansi.Truncate(l, w, "…")
 }
+
+func (m *Model) noteAddresses(evs []engine.Event) {
+	for _, e := range evs {
+		if e.Kind != engine.KindAddressAdded && e.Kind != engine.KindAddressRemoved {
+			continue
+		}
+		k := addrKey(e.Node, fmt.Sprint(e.Fields["iface"]), fmt.Sprint(e.Fields["address"]))
+		if e.Kind == engine.KindAddressRemoved {
+			delete(m.added, k)
+			continue
+		}
+		if m.added == nil {
+			m.added = map[string]time.Time{}
+		}
+		m.added[k] = e.Time
+	}
+}
+
+func addrKey(node, iface, prefix string) string { return node + "|" + iface + "|" + prefix }
 
 // Snapshot returns the last snapshot the console drew (for tests and the
 // smoke test's assertions).
