@@ -65,10 +65,13 @@ func NewProber(b Backoff, seed uint64) *Prober {
 
 // Add puts an allocation in the table. A probing allocation is due at now.
 func (p *Prober) Add(a Allocation, now time.Time) {
-	if old, ok := p.clients[a.ClientID]; ok && old.index >= 0 {
-		heap.Remove(&p.queue, old.index)
-	}
 	s := &probeState{alloc: a, interval: p.backoff.Interval, index: -1, next: now}
+	if old, ok := p.clients[a.ClientID]; ok {
+		if old.index >= 0 {
+			heap.Remove(&p.queue, old.index)
+		}
+		s.sent, s.lastSent = old.sent, old.lastSent
+	}
 	p.clients[a.ClientID] = s
 	if a.State == StateProbing {
 		heap.Push(&p.queue, s)

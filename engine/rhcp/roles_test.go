@@ -450,3 +450,43 @@ func TestReplayAfterClientRestart(t *testing.T) {
 		t.Errorf("%d rejection events for a flood within a second, want at most %d", n, maxRejectEvents+1)
 	}
 }
+
+// TestReprobe: the console's re-probe action makes a confirmed client probed
+// again at once, and the client answers with a stop.
+func TestReprobe(t *testing.T) {
+	s := newSite(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.forward(ctx, "203.0.113.10")
+	st := openStore(t, filepath.Join(t.TempDir(), "server.db"))
+	defer st.Close()
+	cfg := serverConfig(profiles.RHCPClientEntry{ID: "ESN-0001", Address: mustPrefix("203.0.113.10/24")})
+	cfg.Interval = profiles.Duration{Duration: time.Hour} // only the first probe and the re-probe
+	cfg.MaxInterval = profiles.Duration{Duration: time.Hour}
+	srv := NewServer(cfg)
+	if err := srv.Reprobe(ctx, ""); err == nil {
+		t.Fatal("re-probe before the server runs succeeded")
+	}
+	stop := s.run(ctx,
+		engine.NodeSpec{Name: "server", Host: s.server, Roles: []engine.Role{srv}, Store: st},
+		engine.NodeSpec{Name: "device", Host: s.device, Roles: []engine.Role{NewClient(clientConfig("ESN-0001"), nil)}})
+	defer stop()
+	s.wait(2*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"client_id": "ESN-0001"})
+	if err := srv.Reprobe(ctx, "ESN-9999"); err == nil {
+		t.Error("re-probe of an unknown client succeeded")
+	}
+	at := time.Now()
+	if err := srv.Reprobe(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.wait(time.Second, "server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0001"})
+	for end := time.Now().Add(2 * time.Second); s.count("server", engine.KindRHCPStopReceived, at) == 0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.count("server", engine.KindRHCPStopReceived, at) == 0 {
+		t.Fatalf("no stop after the re-probe:\n%s", s.dump())
+	}
+	if a := storedAllocation(t, st, "ESN-0001"); a.State != StateConfirmed {
+		t.Errorf("stored state %q after the re-probe's stop", a.State)
+	}
+}

@@ -28,14 +28,18 @@ type Server struct {
 	port uint16
 	seed uint64
 
+	// wake tells the probe loop that the table changed outside it (Reprobe).
+	wake chan struct{}
+
 	mu     sync.Mutex
 	prober *Prober
+	store  *store.Store
 }
 
 // NewServer builds the role from its profile section.
 func NewServer(cfg profiles.RHCPServer) *Server {
 	return &Server{cfg: cfg, key: KeySource{File: cfg.KeyFile, Env: cfg.KeyEnv, Generate: cfg.GenerateKey},
-		port: portOr(cfg.Port), seed: uint64(time.Now().UnixNano())}
+		port: portOr(cfg.Port), seed: uint64(time.Now().UnixNano()), wake: make(chan struct{}, 1)}
 }
 
 func portOr(p int) uint16 {
@@ -75,8 +79,13 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 		p.Add(a, now)
 	}
 	s.mu.Lock()
-	s.prober = p
+	s.prober, s.store = p, env.Store
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.store = nil
+		s.mu.Unlock()
+	}()
 	env.Progress.Done("allocations stored")
 
 	// Bound to the wildcard address: the server's address may be configured
@@ -144,6 +153,7 @@ func (s *Server) loop(ctx context.Context, env *engine.Env, conn engine.UDPConn,
 				return errors.New("rhcp_server: socket closed")
 			}
 			s.handle(env, conn, key, &seq, d)
+		case <-s.wake:
 		case now := <-timer.C:
 			s.mu.Lock()
 			due := s.prober.Due(now)
@@ -179,6 +189,52 @@ func (s *Server) loop(ctx context.Context, env *engine.Env, conn engine.UDPConn,
 		}
 		timer.Reset(wait)
 	}
+}
+
+// Reprobe puts a client back to probing at once, with the back-off reset:
+// the console's re-probe action, e.g. after a device was replaced. With
+// clientID "" every confirmed client is re-probed (reclaimed addresses stay
+// reclaimed: their devices have formal addresses).
+func (s *Server) Reprobe(ctx context.Context, clientID string) error {
+	s.mu.Lock()
+	p, st := s.prober, s.store
+	if p == nil || st == nil {
+		s.mu.Unlock()
+		return errors.New("rhcp_server is not running")
+	}
+	var ids []string
+	if clientID != "" {
+		if _, ok := p.Allocation(clientID); !ok {
+			s.mu.Unlock()
+			return fmt.Errorf("rhcp_server: no client %q in the allocation table", clientID)
+		}
+		ids = []string{clientID}
+	} else {
+		for _, r := range p.Rows() {
+			if r.State == StateConfirmed {
+				ids = append(ids, r.ClientID)
+			}
+		}
+	}
+	now := time.Now()
+	var changed []Allocation
+	for _, id := range ids {
+		a, _ := p.Allocation(id)
+		a.State, a.Changed = StateProbing, now
+		p.Add(a, now)
+		changed = append(changed, a)
+	}
+	s.mu.Unlock()
+	for _, a := range changed {
+		if err := st.Put(allocBucket, a.ClientID, a); err != nil {
+			return fmt.Errorf("rhcp_server: store allocation of %s: %w", a.ClientID, err)
+		}
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // ProbeFor builds the probe for one allocation.
