@@ -206,21 +206,25 @@ func latency(l *lab.Lab, probes int) (direct, tunnel [2]float64, err error) {
 		return direct, tunnel, err
 	}
 	defer dh.Close()
-	echo, err := dh.ListenUDP(netip.MustParseAddrPort(fmt.Sprintf("0.0.0.0:%d", echoPort)), engine.UDPOptions{})
-	if err != nil {
-		return direct, tunnel, err
-	}
-	defer echo.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := echo.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			echo.WriteToUDPAddrPort(buf[:n], from)
+	// One echo socket per address: a reply must leave from the address the
+	// probe went to, or the NAT on the way back cannot match it.
+	for _, a := range []string{directDst, tunnelDst} {
+		echo, err := dh.ListenUDP(netip.AddrPortFrom(netip.MustParseAddr(a), echoPort), engine.UDPOptions{})
+		if err != nil {
+			return direct, tunnel, err
 		}
-	}()
+		defer echo.Close()
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := echo.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				echo.WriteToUDPAddrPort(buf[:n], from)
+			}
+		}()
+	}
 	ch, err := linux.Open(l.Netns("client"))
 	if err != nil {
 		return direct, tunnel, err
