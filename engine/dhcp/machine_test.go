@@ -399,3 +399,33 @@ func TestRelayOption82AndChain(t *testing.T) {
 		t.Errorf("forwarded a spoofed option 82")
 	}
 }
+
+func TestPoolExhaustionAndReuse(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := testServer(nil) // 192.0.2.100–110: 11 addresses
+	seen := map[netip.Prefix]bool{}
+	var first *Client
+	for i := 0; i < 11; i++ {
+		c := NewClient(ClientConfig{MAC: net.HardwareAddr{2, 0, 0, 0, 1, byte(i)}})
+		l := bound(t, exchange(t, s, c, now, c.Start(now)))
+		if seen[l.Address] {
+			t.Fatalf("address %s given twice", l.Address)
+		}
+		seen[l.Address] = true
+		if i == 0 {
+			first = c
+		}
+	}
+	c := NewClient(ClientConfig{MAC: net.HardwareAddr{2, 0, 0, 0, 2, 0}})
+	if acts := exchange(t, s, c, now, c.Start(now)); len(acts) != 0 {
+		t.Fatalf("exhausted pool answered: %v", kinds(acts))
+	}
+	// A release frees an address for the next client, found by wrapping.
+	rel := first.Release(now)
+	req, _ := dhcpv4.FromBytes(rel[0].Msg.ToBytes())
+	s.Handle(req, link, now)
+	c2 := NewClient(ClientConfig{MAC: net.HardwareAddr{2, 0, 0, 0, 2, 1}})
+	if l := bound(t, exchange(t, s, c2, now, c2.Start(now))); l.Address.Addr() != netip.MustParseAddr("192.0.2.100") {
+		t.Errorf("after release got %s, want the released 192.0.2.100", l.Address)
+	}
+}

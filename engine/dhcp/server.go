@@ -98,6 +98,9 @@ type Server struct {
 	cfg    ServerConfig
 	leases map[string]*ServerLease
 	byAddr map[netip.Addr]string
+	// cursor is where the next free-address scan of a pool (by its start)
+	// begins.
+	cursor map[netip.Addr]netip.Addr
 }
 
 // NewServer returns a server with no leases; Restore loads stored ones.
@@ -110,7 +113,7 @@ func NewServer(cfg ServerConfig) *Server {
 			cfg.Pools[i].LeaseTime = time.Hour
 		}
 	}
-	return &Server{cfg: cfg, leases: map[string]*ServerLease{}, byAddr: map[netip.Addr]string{}}
+	return &Server{cfg: cfg, leases: map[string]*ServerLease{}, byAddr: map[netip.Addr]string{}, cursor: map[netip.Addr]netip.Addr{}}
 }
 
 // Config returns the configuration.
@@ -242,12 +245,28 @@ func (s *Server) pick(p *Pool, key string, res *Reservation, requested netip.Add
 	if inPool(requested) && s.free(requested, key, nil, now) {
 		return requested
 	}
-	for a := p.Start; a.IsValid() && !p.End.Less(a); a = a.Next() {
+	// Scan from where the last allocation stopped, wrapping once: each new
+	// client costs O(1) amortized instead of a walk over every lease.
+	start := s.cursor[p.Start]
+	if !inPool(start) {
+		start = p.Start
+	}
+	for a, wrapped := start, false; ; {
 		if s.free(a, key, nil, now) {
+			s.cursor[p.Start] = a.Next()
 			return a
 		}
+		a = a.Next()
+		if !a.IsValid() || p.End.Less(a) {
+			if wrapped {
+				return netip.Addr{}
+			}
+			a, wrapped = p.Start, true
+		}
+		if wrapped && !a.Less(start) {
+			return netip.Addr{}
+		}
 	}
-	return netip.Addr{}
 }
 
 // Handle answers one request received on a link with the given addresses.
