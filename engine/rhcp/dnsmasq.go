@@ -101,9 +101,11 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("dnsmasq exited at start: %v: %s", err, strings.TrimSpace(stderr.String()))
 	case <-time.After(300 * time.Millisecond):
 	}
-	env.Emit.Emit(engine.KindRoleStarted, engine.Fields{"role": "dnsmasq", "pid": cmd.Process.Pid,
-		"pool": fmt.Sprintf("%s-%s", d.cfg.PoolStart, d.cfg.PoolEnd)})
+	// The PID goes to the log and the step list, not to a second
+	// role.started: the engine already announced the role.
+	env.Log.Info("dnsmasq running", "pid", cmd.Process.Pid, "pool", fmt.Sprintf("%s-%s", d.cfg.PoolStart, d.cfg.PoolEnd))
 	env.Progress.Done("dnsmasq running")
+	env.Progress.Done(fmt.Sprintf("pid %d", cmd.Process.Pid))
 	select {
 	case err := <-exited:
 		return fmt.Errorf("dnsmasq exited: %v: %s", err, strings.TrimSpace(stderr.String()))
