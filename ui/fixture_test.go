@@ -203,7 +203,10 @@ func recordedOptions(t testing.TB) Options {
 	}
 	return Options{
 		Profile: "demo", Host: "fieldbox", Lab: true,
-		Links:     []LabLink{{"server:eth0", "router:eth0"}, {"router:eth1", "device:eth0"}},
+		Links: []LabLink{{"server:eth0", "router:eth0"}, {"router:eth1", "device:eth0"}},
+		LinkStates: func() (map[string]bool, error) {
+			return map[string]bool{"server:eth0": true, "router:eth0": true, "router:eth1": true, "device:eth0": false}, nil
+		},
 		Engine:    staticSource{recordedSnapshot()},
 		Bus:       bus,
 		Trace:     recordedRing(t),

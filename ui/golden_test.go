@@ -128,7 +128,7 @@ func TestViewGolden(t *testing.T) {
 		{"trace_detail", []string{"2", "up", "up", "enter"}, []string{"ESN-0001", "▾ RHCP"}},
 		{"nat", []string{"3"}, []string{"TRANSLATED"}},
 		{"leases", []string{"4"}, []string{"RHCP allocations"}},
-		{"topology", []string{"5"}, []string{"sensor"}},
+		{"topology", []string{"5"}, []string{"sensor", "DOWN"}},
 		{"log", []string{"6"}, []string{"nat.mapping.added"}},
 		{"help", []string{"?"}, []string{"esc or ? closes"}},
 	}

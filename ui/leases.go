@@ -63,10 +63,10 @@ func (p *leasesPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 }
 
 var (
-	addrCols   = []column{{"NODE", 8}, {"IFACE", 8}, {"ADDRESS", 26}, {"SOURCE", 6}, {"KIND", 9}, {"PREF", -7}, {"VALID", -7}} // lifetimes left
-	clientCols = []column{{"NODE", 8}, {"ADDRESS", 18}, {"SERVER", 15}, {"STATE", 9}, {"T1", -7}, {"T2", -7}, {"EXPIRES", -7}}
-	serverCols = []column{{"NODE", 8}, {"ADDRESS", 15}, {"CLIENT-ID", 17}, {"MAC", 17}, {"STATE", 8}, {"EXPIRES", -7}}
-	probeCols  = []column{{"NODE", 8}, {"CLIENT-ID", 20}, {"ADDRESS", 18}, {"STATE", 10}, {"SENT", -5}, {"LAST", -9}}
+	addrCols   = []column{{"NODE", 11}, {"IFACE", 8}, {"ADDRESS", 23}, {"SOURCE", 6}, {"KIND", 9}, {"PREF", -7}, {"VALID", -7}} // lifetimes left
+	clientCols = []column{{"NODE", 11}, {"ADDRESS", 16}, {"SERVER", 15}, {"STATE", 8}, {"T1", -7}, {"T2", -7}, {"EXPIRES", -7}}
+	serverCols = []column{{"NODE", 11}, {"ADDRESS", 15}, {"CLIENT-ID", 14}, {"MAC", 17}, {"STATE", 8}, {"EXPIRES", -7}}
+	probeCols  = []column{{"NODE", 11}, {"CLIENT-ID", 19}, {"ADDRESS", 18}, {"STATE", 10}, {"SENT", -5}, {"LAST", -9}}
 )
 
 // lifetime shows what is left of an address lifetime d given when the

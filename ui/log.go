@@ -165,6 +165,11 @@ func (p *logPane) render(m *Model, w, h int) string {
 	if r.dropped > 0 {
 		head += st.Warn.Render(fmt.Sprintf("  %d dropped", r.dropped))
 	}
+	// The node column is as wide as the longest node name (within reason).
+	nodeW := 6
+	for _, n := range m.snap.Nodes {
+		nodeW = max(nodeW, min(len(n.Name), 14))
+	}
 	lines := []string{head}
 	// A selected event is shown in full below the list: lines are cut at
 	// the terminal's width, and the cut part is often what matters.
@@ -183,7 +188,7 @@ func (p *logPane) render(m *Model, w, h int) string {
 		if e.Kind == engine.KindError || e.Kind == engine.KindConflictDetected {
 			ks = st.Err
 		}
-		line := fmt.Sprintf("%s %-8s %s %s", e.Time.Format("15:04:05.000"), e.Node, ks.Render(fmt.Sprintf("%-22s", kind)), eventLine(e))
+		line := fmt.Sprintf("%s %-*s %s %s", e.Time.Format("15:04:05.000"), nodeW, e.Node, ks.Render(fmt.Sprintf("%-22s", kind)), eventLine(e))
 		if i == p.cur.sel && !p.follow {
 			line = st.Selected.Render(clip(marker(true)+line, w))
 		} else {

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -92,8 +93,18 @@ func (p *topologyPane) render(m *Model, w, h int) string {
 	if len(m.opt.Links) == 0 {
 		l.line(st.Dim.Render("  none: running on the host's real interfaces"))
 	}
+	state := func(end string) string {
+		up, ok := m.linkUp[end]
+		switch {
+		case !ok:
+			return "      "
+		case up:
+			return st.OK.Render("up    ")
+		}
+		return st.Err.Render("DOWN  ")
+	}
 	for _, lk := range m.opt.Links {
-		l.row(fmt.Sprintf("%-18s ─────── %s", lk.A, lk.B), lk)
+		l.row(strings.TrimRight(fmt.Sprintf("%-18s %s─────── %-18s %s", lk.A, state(lk.A), lk.B, state(lk.B)), " "), lk)
 	}
 	return l.render(st, h)
 }

@@ -52,6 +52,9 @@ type Options struct {
 	// false on the host's real interfaces.
 	Lab   bool
 	Links []LabLink
+	// LinkStates reads whether each lab interface ("node:iface") is up; the
+	// topology view polls it once a second. Nil when there is no lab.
+	LinkStates func() (map[string]bool, error)
 
 	Engine Source
 	// Bus is the engine's event bus; the log and overview read it.
@@ -123,6 +126,10 @@ type Model struct {
 	// added is when each address (node|iface|prefix) was last configured,
 	// from address.added events: lifetimes count down from there.
 	added map[string]time.Time
+	// linkUp is the lab's interface states; linksAt when they were read.
+	linkUp       map[string]bool
+	linksAt      time.Time
+	linksPending bool
 
 	status    string
 	statusErr bool
@@ -187,6 +194,11 @@ type refreshMsg struct {
 	snap    engine.Snapshot
 	events  []engine.Event
 	dropped uint64
+}
+
+type linksMsg struct {
+	up  map[string]bool
+	err error
 }
 
 type actionMsg struct {
@@ -261,6 +273,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.status = ""
 		}
 		cmd = tea.Batch(m.tick(), m.fetch())
+		if m.view == viewTopology {
+			cmd = tea.Batch(cmd, m.readLinks())
+		}
 		if m.view == viewTrace {
 			// Only the trace view reads the ring: other views cost the
 			// capture nothing.
@@ -280,6 +295,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.setStatus(msg.what+": "+msg.err.Error(), true)
 		} else {
 			m.setStatus(msg.what, false)
+		}
+	case linksMsg:
+		m.linksPending = false
+		if msg.err == nil {
+			m.linkUp = msg.up
 		}
 	case traceMsg, traceDetailMsg, exportMsg:
 		cmd = m.tr.update(m, msg)
@@ -340,13 +360,31 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 	return p.key(m, msg)
 }
 
-// show switches to view v; the trace view reads the ring at once.
+// show switches to view v; the trace and topology views read at once.
 func (m *Model) show(v viewID) tea.Cmd {
 	m.view = v
-	if v == viewTrace {
+	switch v {
+	case viewTrace:
 		return m.tr.poll(m)
+	case viewTopology:
+		m.linksAt = time.Time{}
+		return m.readLinks()
 	}
 	return nil
+}
+
+// readLinks reads the lab's link states, at most once a second and off the
+// UI goroutine (it asks the kernel in every namespace).
+func (m *Model) readLinks() tea.Cmd {
+	if m.opt.LinkStates == nil || m.linksPending || m.now.Sub(m.linksAt) < time.Second {
+		return nil
+	}
+	m.linksPending, m.linksAt = true, m.now
+	f := m.opt.LinkStates
+	return func() tea.Msg {
+		up, err := f()
+		return linksMsg{up, err}
+	}
 }
 
 func (m *Model) quit() tea.Cmd {

@@ -186,8 +186,25 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		}
 		name := sess.labName
 		opt.Actions.FlapLink = func(ctx context.Context, l ui.LabLink) error { return flapLink(ctx, name, l) }
+		opt.LinkStates = func() (map[string]bool, error) { return labLinkStates(name) }
 	}
 	return opt
+}
+
+// labLinkStates reads whether each interface of the lab is up, keyed
+// "node:iface".
+func labLinkStates(name string) (map[string]bool, error) {
+	st, err := lab.Status(name)
+	if err != nil {
+		return nil, err
+	}
+	up := map[string]bool{}
+	for _, n := range st.Nodes {
+		for _, l := range n.Links {
+			up[n.Name+":"+l.Name] = l.Up
+		}
+	}
+	return up, nil
 }
 
 // flapLink takes the A end of a lab link down for two seconds and brings it
