@@ -682,3 +682,83 @@ func TestLabRHCPPlusDHCPOwnServer(t *testing.T) {
 		t.Errorf("stored allocation %+v, want reclaimed", got)
 	}
 }
+
+// TestLabProbeRejected plays a hostile or confused server from the server's
+// namespace: probes with a bad HMAC, another device's ID, an expired
+// validity, garbage, and a replay of an accepted probe. Each is reported with
+// its reason and leaves the device's kernel state as it was (`ip -n`).
+func TestLabProbeRejected(t *testing.T) {
+	labtest.RequireRoot(t)
+	p := loadLab(t, "rhcp")
+	p.Node("server").RHCPServer = nil // the test is the server
+	key := p.Node("device").RHCPClient.KeyFile
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	runSite(t, p, l, bus, t.TempDir())
+	ev.wait(t, 5*time.Second, "server", engine.KindAddressAdded, map[string]string{"address": "198.51.100.1/24"})
+	ev.wait(t, 5*time.Second, "device", engine.KindAddressAdded, map[string]string{"source": "ipcp"})
+	time.Sleep(300 * time.Millisecond)
+	siteKey, err := rhcp.KeySource{File: key}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := labtest.Host(t, l, "server").ListenUDP(netip.MustParseAddrPort("198.51.100.1:6655"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dev := l.Netns("device")
+	before := ipn(t, dev, "-4", "addr", "show") + ipn(t, dev, "-4", "route")
+	var seq rhcp.Sequencer
+	probe := func(mut func(*rhcp.Message)) *rhcp.Message {
+		now := time.Now()
+		m := &rhcp.Message{Type: rhcp.TypeProbe, ClientID: "ESN-0001", Address: netip.MustParsePrefix("203.0.113.10/24"),
+			Gateway: netip.MustParseAddr("192.0.2.1"), Routes: []rhcp.Route{{Dst: netip.MustParsePrefix("198.51.100.0/24")}},
+			Server: netip.MustParseAddr("198.51.100.1"), Sequence: seq.Next(now), Issued: now, Lifetime: time.Minute}
+		mut(m)
+		return m
+	}
+	send := func(b []byte) {
+		if _, err := conn.WriteToUDPAddrPort(b, netip.MustParseAddrPort("203.0.113.10:6655")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendProbe := func(m *rhcp.Message, k []byte) {
+		b, err := m.Marshal(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(b)
+	}
+	for _, c := range []struct {
+		reason string
+		do     func()
+	}{
+		{"bad-hmac", func() { sendProbe(probe(func(*rhcp.Message) {}), []byte("a key from another site, 32 byte")) }},
+		{rhcp.ReasonWrongClient, func() { sendProbe(probe(func(m *rhcp.Message) { m.ClientID = "ESN-0002" }), siteKey) }},
+		{rhcp.ReasonExpired, func() {
+			sendProbe(probe(func(m *rhcp.Message) { m.Issued = time.Now().Add(-time.Hour) }), siteKey)
+		}},
+		{"truncated", func() { send([]byte("RH\x01\x01")) }},
+	} {
+		c.do()
+		ev.wait(t, 3*time.Second, "device", engine.KindRHCPProbeRejected, map[string]string{"reason": c.reason})
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := ipn(t, dev, "-4", "addr", "show") + ipn(t, dev, "-4", "route"); after != before {
+		t.Fatalf("rejected probes changed the device:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// A good probe is taken; the same bytes again are a replay.
+	good, err := probe(func(*rhcp.Message) {}).Marshal(siteKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(good)
+	ev.wait(t, 3*time.Second, "device", engine.KindAddressAdded, map[string]string{"address": "203.0.113.10/24"})
+	send(good)
+	ev.wait(t, 3*time.Second, "device", engine.KindRHCPProbeRejected, map[string]string{"reason": rhcp.ReasonReplay})
+	if a := ipn(t, dev, "-4", "addr", "show", "dev", "eth0"); !strings.Contains(a, "inet 203.0.113.10/24") {
+		t.Errorf("device addresses after the good probe:\n%s", a)
+	}
+}
