@@ -222,11 +222,19 @@ func mappings(l *tunnelLab, proto string) []engine.MappingRow {
 
 func TestLabTunnel(t *testing.T) {
 	l := startTunnelLab(t)
-	up := l.waitEvent(t, "server", engine.KindTunnelUp, 20*time.Second, nil)
+	l.waitEvent(t, "server", engine.KindTunnelUp, 20*time.Second, nil)
 	l.waitEvent(t, "client", engine.KindTunnelUp, 10*time.Second, nil)
-	index := up.Fields["index"].(uint32)
+	// A response can be lost while the lab comes up (the NAT's rules are
+	// not in yet) and the client establishes again: settle, then take the
+	// server's one tunnel.
+	time.Sleep(1500 * time.Millisecond)
+	rows := l.server(t).Tunnels()
+	if len(rows) != 1 {
+		t.Fatalf("tunnel index table: %+v", rows)
+	}
+	index := rows[0].Index
 	// The client's public endpoint, as the server sees it, is the NAT's.
-	if ep := up.Fields["endpoint"].(string); !strings.HasPrefix(ep, "203.0.113.2:") {
+	if ep := rows[0].Endpoint; !strings.HasPrefix(ep, "203.0.113.2:") {
 		t.Fatalf("tunnel endpoint %s, want the NAT's public address 203.0.113.2", ep)
 	}
 	iperfOut := iperfServer(t, l)
