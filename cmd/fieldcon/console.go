@@ -154,7 +154,12 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 	}
 	opt.Actions.Restart = func(_ context.Context, node, role string) error {
 		// The role lives as long as the engine, not as long as the key press.
-		return eng.RestartRole(ectx, node, role)
+		err := eng.RestartRole(ectx, node, role)
+		if _, ok := eng.Role(node, "arbiter"); err != nil && ok && role != "arbiter" {
+			// Mechanisms in arbitration are the arbiter's, not the engine's.
+			return fmt.Errorf("%s runs under the arbiter of %s: select the arbiter and restart it", role, node)
+		}
+		return err
 	}
 	opt.Actions.ForceRenew = func(_ context.Context, node, client string) error {
 		r, ok := eng.Role(node, "dhcp_server")
