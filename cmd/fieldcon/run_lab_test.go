@@ -15,6 +15,7 @@ import (
 	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/drivers/lab/labtest"
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/profiles"
 )
 
 // buildBinary builds fieldcon once per test binary run.
@@ -85,25 +86,70 @@ func startRun(t *testing.T, bin string, args ...string) (*exec.Cmd, <-chan engin
 	return cmd, events
 }
 
-// waitAddresses collects address.added events until n arrived.
-func waitAddresses(t *testing.T, events <-chan engine.Event, n int) []engine.Event {
+// staticAddresses lists node|iface|cidr of every static address of the demo.
+func staticAddresses(t *testing.T) map[string]bool {
 	t.Helper()
+	p, err := profiles.Load("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, n := range p.Nodes {
+		if n.Static == nil {
+			continue
+		}
+		for _, a := range n.Static.Addresses {
+			want[n.Name+"|"+a.Iface+"|"+a.Address.String()] = true
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("the demo profile has no static addresses to check")
+	}
+	return want
+}
+
+// demoNodes is the number of nodes (and so lab namespaces) of the demo.
+func demoNodes(t *testing.T) int {
+	t.Helper()
+	p, err := profiles.Load("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(p.Nodes)
+}
+
+// demoLinks is the number of lab links of the demo.
+func demoLinks(t *testing.T) int {
+	t.Helper()
+	p, err := profiles.Load("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(p.Lab.Links)
+}
+
+// waitAddresses collects address.added events until every static address of
+// the demo has been reported, and returns all address.added events seen.
+func waitAddresses(t *testing.T, events <-chan engine.Event) []engine.Event {
+	t.Helper()
+	want := staticAddresses(t)
 	var got []engine.Event
 	timeout := time.After(30 * time.Second)
-	for len(got) < n {
+	for len(want) > 0 {
 		select {
 		case e, ok := <-events:
 			if !ok {
-				t.Fatalf("fieldcon exited after %d of %d address.added events", len(got), n)
+				t.Fatalf("fieldcon exited before reporting the static addresses %v", want)
 			}
 			if e.Kind == engine.KindError {
 				t.Fatalf("error event: %v", e.Fields)
 			}
 			if e.Kind == engine.KindAddressAdded {
 				got = append(got, e)
+				delete(want, fmt.Sprintf("%s|%v|%v", e.Node, e.Fields["iface"], e.Fields["address"]))
 			}
 		case <-timeout:
-			t.Fatalf("only %d of %d address.added events within 30s", len(got), n)
+			t.Fatalf("static addresses %v not reported within 30s", want)
 		}
 	}
 	return got
@@ -140,7 +186,7 @@ func TestRunDemoLab(t *testing.T) {
 	bin := buildBinary(t)
 	lab := labtest.UniqueName("r")
 	cmd, events := startRun(t, bin, "-p", "demo", "--lab", "--lab-name", lab, "--for", "5s")
-	added := waitAddresses(t, events, 4)
+	added := waitAddresses(t, events)
 	for _, e := range added {
 		ns := "fc-" + lab + "-" + e.Node
 		iface, _ := e.Fields["iface"].(string)
@@ -170,7 +216,7 @@ func TestRunSIGINTRemovesEverything(t *testing.T) {
 	bin := buildBinary(t)
 	lab := labtest.UniqueName("i")
 	cmd, events := startRun(t, bin, "-p", "demo", "--lab", "--lab-name", lab)
-	waitAddresses(t, events, 4)
+	waitAddresses(t, events)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -192,11 +238,11 @@ func TestLabDownAfterKill9(t *testing.T) {
 	lab := labtest.UniqueName("k")
 	t.Cleanup(func() { exec.Command(bin, "lab", "down", "-p", "demo", "--lab-name", lab).Run() })
 	cmd, events := startRun(t, bin, "-p", "demo", "--lab", "--lab-name", lab)
-	waitAddresses(t, events, 4)
+	waitAddresses(t, events)
 	cmd.Process.Kill()
 	cmd.Wait()
-	if left := namespaces(t, lab); len(left) != 3 {
-		t.Fatalf("after kill -9 expected the 3 namespaces to remain, found %v", left)
+	if left := namespaces(t, lab); len(left) != demoNodes(t) {
+		t.Fatalf("after kill -9 expected the %d namespaces to remain, found %v", demoNodes(t), left)
 	}
 	if out, err := exec.Command(bin, "lab", "down", "-p", "demo", "--lab-name", lab).CombinedOutput(); err != nil {
 		t.Fatalf("lab down: %v\n%s", err, out)
@@ -217,18 +263,22 @@ func TestRunReusesLabAndLeavesItUp(t *testing.T) {
 		t.Fatalf("lab up: %v\n%s", err, out)
 	}
 	cmd, events := startRun(t, bin, "-p", "demo", "--lab", "--lab-name", lab, "--for", "1s")
-	waitAddresses(t, events, 4)
+	waitAddresses(t, events)
 	for range events {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if left := namespaces(t, lab); len(left) != 3 {
-		t.Fatalf("run --lab on a lab that was up: namespaces now %v, want all 3 left up", left)
+	if left := namespaces(t, lab); len(left) != demoNodes(t) {
+		t.Fatalf("run --lab on a lab that was up: namespaces now %v, want all %d left up", left, demoNodes(t))
 	}
 	// The static role's changes are undone, the lab's links stay.
-	if out := labtest.Exec(t, "fc-"+lab+"-server", "ip", "addr", "show", "dev", "eth0"); strings.Contains(out, "198.51.100.1") {
-		t.Errorf("static address not removed after run exited:\n%s", out)
+	for key := range staticAddresses(t) {
+		parts := strings.Split(key, "|")
+		out := labtest.Exec(t, "fc-"+lab+"-"+parts[0], "ip", "-j", "addr", "show", "dev", parts[1])
+		if kernelHasAddress(t, out, parts[2]) {
+			t.Errorf("static address %s still on %s after run exited", parts[2], parts[0])
+		}
 	}
 	out, err := exec.Command(bin, "lab", "status", "-p", "demo", "--lab-name", lab, "--json").Output()
 	if err != nil {
@@ -246,7 +296,11 @@ func TestRunReusesLabAndLeavesItUp(t *testing.T) {
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("lab status --json: %v\n%s", err, out)
 	}
-	if len(st.Nodes) != 3 || st.Nodes[0].Netns == "" || len(st.Nodes[1].Links) != 2 {
+	links := 0
+	for _, n := range st.Nodes {
+		links += len(n.Links)
+	}
+	if len(st.Nodes) != demoNodes(t) || st.Nodes[0].Netns == "" || links != 2*demoLinks(t) {
 		t.Fatalf("lab status --json = %s", out)
 	}
 }
