@@ -317,6 +317,9 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 // indexOf finds the row of seq, or of the sequence number just after it
 // when it left the window.
 func (p *tracePane) indexOf(seq uint64) int {
+	if len(p.seqs) > 0 && seq < p.seqs[0] {
+		return 0 // before the window (g: the oldest): the first row in time
+	}
 	if j := sort.Search(len(p.seqs), func(j int) bool { return p.seqs[j] >= seq }); j < len(p.seqs) {
 		seq = p.seqs[j]
 	} else if len(p.seqs) > 0 {
