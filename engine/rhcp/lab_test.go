@@ -8,6 +8,7 @@ package rhcp_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -761,4 +762,97 @@ func TestLabProbeRejected(t *testing.T) {
 	if a := ipn(t, dev, "-4", "addr", "show", "dev", "eth0"); !strings.Contains(a, "inet 203.0.113.10/24") {
 		t.Errorf("device addresses after the good probe:\n%s", a)
 	}
+}
+
+// TestLabServerKill9 kills the server process with SIGKILL (no undo, no
+// clean close of its store) and starts it again: allocations survive and a
+// confirmed device is not probed. The server runs as `fieldcon run --node
+// server` on the lab; router and device run in this test's engine.
+func TestLabServerKill9(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := filepath.Join(t.TempDir(), "fieldcon")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fieldcon/fieldcon/cmd/fieldcon").CombinedOutput(); err != nil {
+		t.Fatalf("build fieldcon: %v\n%s", err, out)
+	}
+	src, err := profiles.EmbeddedSource("rhcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	text := strings.NewReplacer(
+		`key_file = "/run/fieldcon/rhcp/site.key"`, `key_file = "`+filepath.Join(dir, "site.key")+`"`,
+		`interval = "1s"`, `interval = "200ms"`,
+		`max_interval = "8s"`, `max_interval = "400ms"`,
+		`lifetime = "5m"`, "lifetime = \"5m\"\npool = \"203.0.113.0/24\"",
+		"address = \"203.0.113.10/24\"\n", "address = \"203.0.113.10/24\"\n[[node.rhcp_server.clients]]\nid = \"ESN-0002\"\n",
+	).Replace(string(src))
+	path := filepath.Join(dir, "rhcp-kill.toml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profiles.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := labtest.Up(t, p)
+	bus := engine.NewBus(10000)
+	ev := collect(bus)
+	runSite(t, p, l, bus, t.TempDir(), "router", "device")
+	state := t.TempDir()
+
+	server := func() (*exec.Cmd, *events) {
+		cmd := exec.Command(bin, "run", "-p", path, "--lab", "--lab-name", l.Name, "--node", "server", "--state", state, "--json")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = &rhcpStderr{t: t}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		got := &events{}
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				var e engine.Event
+				if json.Unmarshal(sc.Bytes(), &e) == nil {
+					got.mu.Lock()
+					got.all = append(got.all, e)
+					got.mu.Unlock()
+				}
+			}
+		}()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd, got
+	}
+	cmd, first := server()
+	first.wait(t, 15*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"client_id": "ESN-0001"})
+	pool := first.wait(t, 5*time.Second, "server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0002"})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	probes := capture(t, l.Netns("server"), "eth0", "udp port 6655 and dst host 203.0.113.10")
+	_, second := server()
+	second.wait(t, 15*time.Second, "server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0002", "address": fmt.Sprint(pool.Fields["address"])})
+	time.Sleep(2 * time.Second)
+	if n := second.count("server", engine.KindRHCPProbeSent, map[string]string{"client_id": "ESN-0001"}, time.Time{}); n != 0 {
+		t.Errorf("the confirmed device was probed %d times after the kill", n)
+	}
+	if n := len(probes()); n != 0 {
+		t.Errorf("capture saw %d probes to the confirmed device after the kill", n)
+	}
+	if _, ok := ev.find("device", engine.KindRHCPProbeReceived, nil); !ok {
+		t.Error("the device never got a probe")
+	}
+	t.Logf("after kill -9 and restart: ESN-0002 still probed at %v, ESN-0001 (confirmed) not probed", pool.Fields["address"])
+}
+
+// rhcpStderr forwards a child's stderr to the test log.
+type rhcpStderr struct{ t *testing.T }
+
+func (w *rhcpStderr) Write(p []byte) (int, error) {
+	w.t.Logf("fieldcon: %s", strings.TrimSpace(string(p)))
+	return len(p), nil
 }
