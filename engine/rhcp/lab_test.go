@@ -856,3 +856,50 @@ func (w *rhcpStderr) Write(p []byte) (int, error) {
 	w.t.Logf("fieldcon: %s", strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestLabArbitration runs the device with mechanisms = ["static", "rhcp"] on
+// the real kernel: a static formal address wins and the RHCP client stops
+// and undoes what it did; with a formal address already configured, no
+// mechanism starts.
+func TestLabArbitration(t *testing.T) {
+	labtest.RequireRoot(t)
+	setup := func(t *testing.T) (*profiles.Profile, *lab.Lab) {
+		p := loadLab(t, "rhcp")
+		fastProbes(p)
+		d := p.Node("device")
+		d.Mechanisms = []string{"static", "rhcp"}
+		d.Static = &profiles.Static{Addresses: []profiles.StaticAddress{{Iface: "eth0", Address: profiles.Prefix{Prefix: mustPrefix("203.0.113.77/24")}}}}
+		return p, labtest.Up(t, p)
+	}
+	t.Run("static wins", func(t *testing.T) {
+		p, l := setup(t)
+		bus := engine.NewBus(10000)
+		ev := collect(bus)
+		runSite(t, p, l, bus, t.TempDir())
+		ev.wait(t, 5*time.Second, "device", engine.KindMechanismWon, map[string]string{"mechanism": "static", "address": "203.0.113.77/24"})
+		ev.wait(t, 5*time.Second, "device", engine.KindMechanismStopped, map[string]string{"mechanism": "rhcp_client"})
+		time.Sleep(200 * time.Millisecond)
+		a := ipn(t, l.Netns("device"), "-4", "addr", "show", "dev", "eth0")
+		if !strings.Contains(a, "inet 203.0.113.77/24") || strings.Contains(a, "192.0.2.2") || strings.Contains(a, "203.0.113.10") {
+			t.Errorf("device addresses (want the static one only; the RHCP client's undone):\n%s", a)
+		}
+	})
+	t.Run("formal present", func(t *testing.T) {
+		p, l := setup(t)
+		labtest.Exec(t, l.Netns("device"), "ip", "addr", "add", "203.0.113.99/24", "dev", "eth0")
+		labtest.Exec(t, l.Netns("device"), "ip", "link", "set", "eth0", "up")
+		before := ipn(t, l.Netns("device"), "-4", "addr", "show")
+		bus := engine.NewBus(10000)
+		ev := collect(bus)
+		runSite(t, p, l, bus, t.TempDir())
+		ev.wait(t, 5*time.Second, "device", engine.KindMechanismStopped, map[string]string{"mechanism": "static"})
+		ev.wait(t, 5*time.Second, "device", engine.KindMechanismStopped, map[string]string{"mechanism": "rhcp_client"})
+		time.Sleep(time.Second)
+		if _, ok := ev.find("device", engine.KindMechanismWon, nil); ok {
+			t.Error("a mechanism won although a formal address existed")
+		}
+		if after := ipn(t, l.Netns("device"), "-4", "addr", "show"); after != before {
+			t.Errorf("device changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+}
