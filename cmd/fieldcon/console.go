@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -69,6 +71,10 @@ func profileArgs(f siteFlags) string {
 // TUI until q, then stops the engine (undoing its changes) and removes the
 // lab it built.
 func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.File, stderr io.Writer) int {
+	// A dropped SSH session hangs the terminal up: stop as on q, undoing the
+	// engine's changes and removing the lab, instead of dying half-configured.
+	ctx, stopHangup := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stopHangup()
 	bus := engine.NewBus(10000)
 	if f.useLab {
 		fmt.Fprintf(stderr, "fieldcon: starting %s in its lab…\n", f.profile)

@@ -249,3 +249,31 @@ func TestConsoleNotATerminal(t *testing.T) {
 		t.Errorf("stderr = %q, want one line pointing to fieldcon run", errb.String())
 	}
 }
+
+// TestConsoleHangup: when the terminal goes away (a dropped SSH session),
+// the console still undoes the engine's changes and removes its lab.
+func TestConsoleHangup(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := buildConsoleBinary(t)
+	dir := t.TempDir()
+	name := labtest.UniqueName("uh")
+	t.Cleanup(func() {
+		if len(labNamespaces(name)) > 0 {
+			_ = exec.Command(bin, "lab", "down", "-p", "demo", "--lab-name", name).Run()
+		}
+	})
+	tt := newTmux(t, 100, 30, bin+" -p demo --lab --lab-name "+name+" --state "+dir+"/state 2>"+dir+"/stderr")
+	tt.waitScreen(30*time.Second, "[1 Overview]", "roles running")
+	if len(labNamespaces(name)) == 0 {
+		t.Fatal("the lab is not up while the console runs")
+	}
+	_ = exec.Command("tmux", "-L", tt.socket, "kill-server").Run() // SIGHUP to the console
+	deadline := time.Now().Add(30 * time.Second)
+	for len(labNamespaces(name)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	stderr, _ := os.ReadFile(filepath.Join(dir, "stderr"))
+	if left := labNamespaces(name); len(left) > 0 {
+		t.Fatalf("namespaces left 30s after the terminal hung up: %v\n%s", left, stderr)
+	}
+}
