@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # bench/trace.sh — engine/trace's summary path against tshark and tcpdump.
 #
-# 1. Captures a mixed lab run with `fieldcon trace -w`: the rhcp-dhcp lab
-#    (RHCP probe and stop, unicast DHCP, ARP, ICMPv6) plus bounded iperf3 TCP
-#    and UDP flows and pings between the lab's namespaces.
+# 1. Captures mixed lab runs with `fieldcon trace -w`: the rhcp-dhcp lab
+#    (RHCP probe and stop, unicast DHCP, ARP, ICMPv6) with bounded iperf3 TCP
+#    and UDP flows and pings, and the tunnel lab (handshake, heartbeats, data
+#    messages, the TUN devices' raw IP) with a bounded iperf3 flow and pings
+#    through the tunnel; merged into one file with mergecap.
 # 2. On that one file, on one pinned core: bench/trace (decode to summaries;
 #    decode + one-line text; decode + ring), `tshark -r` and `tcpdump -nr`
 #    (which also decode and print one line per packet), best of 3 each.
@@ -15,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/trace.sh: needs root for the lab's network namespaces" >&2; exit 2; }
-for b in iperf3 tshark tcpdump taskset; do
+for b in iperf3 tshark tcpdump taskset mergecap; do
 	command -v "$b" >/dev/null || { echo "bench/trace.sh: needs $b" >&2; exit 2; }
 done
 out=${OUT:-$(mktemp -d /tmp/fieldcon-bench-trace.XXXXXX)}
@@ -33,9 +35,9 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 if [ ! -s "$cap" ]; then
-	echo "== capturing a mixed run of the rhcp-dhcp lab ($lab) into $cap"
+	echo "== capturing a mixed run of the rhcp-dhcp lab ($lab) into $out/rhcp.pcapng"
 	"$out/fieldcon" trace -p rhcp-dhcp --lab --lab-name "$lab" --state "$out/state" --run --for 16s \
-		-w "$cap" >"$out/trace.txt" 2>"$out/trace.err" &
+		-w "$out/rhcp.pcapng" >"$out/trace-rhcp.txt" 2>"$out/trace-rhcp.err" &
 	tpid=$!
 	for _ in $(seq 100); do # wait for the device's RHCP address
 		ip -n "$(ns device)" -4 addr show 2>/dev/null | grep -q 203.0.113.10 && break
@@ -48,7 +50,25 @@ if [ ! -s "$cap" ]; then
 	ip netns exec "$(ns device)" iperf3 -c 198.51.100.1 -p 5202 -u -b 20M -l 256 -t 2 >/dev/null
 	ip netns exec "$(ns device)" ping -c 50 -i 0.02 -q 198.51.100.1 >/dev/null || true
 	wait "$tpid"
-	tail -2 "$out/trace.err"
+	tail -1 "$out/trace-rhcp.err"
+
+	lab=${lab}t
+	echo "== capturing the tunnel lab ($lab) with traffic through the tunnel into $out/tunnel.pcapng"
+	"$out/fieldcon" trace -p tunnel --lab --lab-name "$lab" --state "$out/state-tunnel" --run --for 14s \
+		-w "$out/tunnel.pcapng" >"$out/trace-tunnel.txt" 2>"$out/trace-tunnel.err" &
+	tpid=$!
+	for _ in $(seq 100); do # wait for the client's virtual address
+		ip -n "$(ns client)" -4 addr show 2>/dev/null | grep -q 198.19.0. && break
+		sleep 0.1
+	done
+	sleep 1.5 # the trace picks the new TUN devices up within a second
+	ip netns exec "$(ns dest)" iperf3 -s -1 -p 5203 >/dev/null 2>&1 & pids+=($!)
+	sleep 0.5
+	ip netns exec "$(ns client)" iperf3 -c 198.51.100.2 -p 5203 -t 3 -b 30M -M 1200 >/dev/null || echo "iperf3 through the tunnel failed"
+	ip netns exec "$(ns client)" ping -c 50 -i 0.02 -q 198.51.100.2 >/dev/null || true
+	wait "$tpid"
+	tail -1 "$out/trace-tunnel.err"
+	mergecap -w "$cap" "$out/rhcp.pcapng" "$out/tunnel.pcapng"
 fi
 
 # best_of CMD...: the fastest of three runs, in seconds.
