@@ -100,8 +100,14 @@ func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.Fil
 			nodes = append(nodes, tracedNode{name: n.Name, netns: sess.site.Netns[n.Name], host: h})
 		}
 	}
-	if err := startCaptures(ectx, ts, uniqueNamespaces(nodes), nil); err != nil {
+	nodes = uniqueNamespaces(nodes)
+	if err := startCaptures(ectx, ts, nodes, nil); err != nil {
 		captureErr = err
+	}
+	if captureErr == nil {
+		for _, n := range nodes {
+			go captureNewLinks(ectx, ts, n)
+		}
 	}
 
 	var wg sync.WaitGroup
@@ -147,6 +153,30 @@ func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.Fil
 		code = exitFailure
 	}
 	return code
+}
+
+// captureNewLinks adds interfaces that appear while the console runs (the
+// tunnel's TUN devices, a PPP link coming up) to the trace.
+func captureNewLinks(ctx context.Context, ts *trace.Session, n tracedNode) {
+	links, err := n.host.WatchLinks(ctx)
+	if err != nil {
+		return
+	}
+	for l := range links {
+		if !l.Up || l.Name == "lo" || l.Kind == "loopback" || capturing(ts, n.name, l.Name) {
+			continue
+		}
+		_ = ts.Start(ctx, n.host, n.name, l.Name) // a link that vanished again is not worth an alarm
+	}
+}
+
+func capturing(ts *trace.Session, node, iface string) bool {
+	for _, i := range ts.Capturing() {
+		if i.Node == node && i.Name == iface {
+			return true
+		}
+	}
+	return false
 }
 
 // consoleOptions wires the console to the site: its engine, its lab links,
