@@ -122,12 +122,11 @@ func SignForceRenew(msg *dhcpv4.DHCPv4, replay uint64, nonce []byte) ([]byte, er
 
 // Forcerenew authentication failures, for dhcp.forcerenew.rejected events.
 var (
-	ErrNoAuth        = errors.New("no authentication option")
-	ErrBadAuth       = errors.New("authentication option is not RFC 6704 HMAC-MD5 digest")
-	ErrBadDigest     = errors.New("HMAC-MD5 digest does not match the lease's nonce")
-	ErrReplay        = errors.New("replay detection counter did not increase")
-	ErrNoNonce       = errors.New("the lease holds no nonce (the server did not offer RFC 6704 authentication)")
-	errNotForcerenew = errors.New("not a FORCERENEW")
+	ErrNoAuth    = errors.New("no authentication option")
+	ErrBadAuth   = errors.New("authentication option is not RFC 6704 HMAC-MD5 digest")
+	ErrBadDigest = errors.New("HMAC-MD5 digest does not match the lease's nonce")
+	ErrReplay    = errors.New("replay detection counter did not increase")
+	ErrNoNonce   = errors.New("the lease holds no nonce (the server did not offer RFC 6704 authentication)")
 )
 
 // VerifyForceRenew checks a raw FORCERENEW against the nonce the client was

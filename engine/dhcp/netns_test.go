@@ -150,19 +150,6 @@ func (l *nsLab) dnsmasq(ns, iface, rangeSpec string, extra ...string) *exec.Cmd 
 	return cmd
 }
 
-func (l *nsLab) waitEvent(kind string, timeout time.Duration, match func(engine.Event) bool) (engine.Event, bool) {
-	end := time.Now().Add(timeout)
-	for time.Now().Before(end) {
-		for _, e := range l.bus.History() {
-			if e.Kind == kind && (match == nil || match(e)) {
-				return e, true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return engine.Event{}, false
-}
-
 func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
