@@ -59,14 +59,14 @@ const keaAcrossRouter = `{"Dhcp4": {
 // against dnsmasq and against Kea, then releases.
 func TestAcquireAsOwnRelay(t *testing.T) {
 	labtest.RequireRoot(t)
-	peers := map[string]func(r *siteRun, dir string){
-		"dnsmasq": func(r *siteRun, dir string) {
+	peers := map[string]func(t *testing.T, r *siteRun, dir string){
+		"dnsmasq": func(t *testing.T, r *siteRun, dir string) {
 			r.peer("srv", labtest.RequireBinary(t, "dnsmasq"), "--no-daemon", "--conf-file=/dev/null", "--port=0",
 				"--bind-interfaces", "--interface=eth0", "--except-interface=lo", "--log-dhcp", "--no-ping",
 				"--dhcp-range=192.0.2.100,192.0.2.150,255.255.255.0,10m",
 				"--dhcp-leasefile="+dir+"/leases", "--pid-file="+dir+"/pid")
 		},
-		"kea": func(r *siteRun, dir string) {
+		"kea": func(t *testing.T, r *siteRun, dir string) {
 			kea := labtest.RequireBinary(t, "kea-dhcp4")
 			conf := filepath.Join(dir, "kea.json")
 			os.WriteFile(conf, []byte(fmt.Sprintf(keaAcrossRouter, dir)), 0o644)
@@ -81,7 +81,7 @@ func TestAcquireAsOwnRelay(t *testing.T) {
 			r.wait("addresses and routes", 10*time.Second, func() bool {
 				return strings.Contains(r.ip("dev", "route"), "default via 192.0.2.1") && strings.Contains(r.ip("srv", "route"), "192.0.2.0/24")
 			})
-			peers[name](r, t.TempDir())
+			peers[name](t, r, t.TempDir())
 			time.Sleep(time.Second)
 			h := labtest.Host(t, r.lab, "dev")
 			env := &engine.Env{Node: "dev", Host: engine.NewTracked(h, r.bus.NodeEmitter("dev")), Emit: r.bus.NodeEmitter("dev"),
