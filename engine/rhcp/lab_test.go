@@ -770,8 +770,12 @@ func TestLabProbeRejected(t *testing.T) {
 // server` on the lab; router and device run in this test's engine.
 func TestLabServerKill9(t *testing.T) {
 	labtest.RequireRoot(t)
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("skipping: needs the go tool to build the fieldcon binary it kills")
+	}
 	bin := filepath.Join(t.TempDir(), "fieldcon")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fieldcon/fieldcon/cmd/fieldcon").CombinedOutput(); err != nil {
+	if out, err := exec.Command(gobin, "build", "-o", bin, "github.com/fieldcon/fieldcon/cmd/fieldcon").CombinedOutput(); err != nil {
 		t.Fatalf("build fieldcon: %v\n%s", err, out)
 	}
 	src, err := profiles.EmbeddedSource("rhcp")
