@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -25,7 +24,13 @@ type Client struct {
 	cfg profiles.TunnelClient
 
 	drops counters
-	sess  atomic.Pointer[Session]
+	// sess is the current session; prev the one the last rekey replaced,
+	// kept to open what the server sent before it switched.
+	sess, prev atomic.Pointer[Session]
+	// RekeyAfter is how long a session is used before the client runs a
+	// new handshake for fresh keys (WireGuard's REKEY_AFTER_TIME, 2 min).
+	RekeyAfter time.Duration
+	rekeys     atomic.Uint64
 
 	mu        sync.Mutex
 	asg       Assignment
@@ -39,11 +44,18 @@ type Client struct {
 
 // NewClient builds the role from its profile section.
 func NewClient(cfg profiles.TunnelClient) *Client {
-	return &Client{cfg: cfg, drops: newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropReplayed, DropUnknownIndex, DropNoTunnel, CookieSent)}
+	return &Client{cfg: cfg, RekeyAfter: DefaultRekeyAfter,
+		drops: newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropReplayed, DropUnknownIndex, DropNoTunnel, CookieSent)}
 }
+
+// DefaultRekeyAfter is the age of a session at which the client rekeys.
+const DefaultRekeyAfter = 2 * time.Minute
 
 // Kind implements engine.Role.
 func (c *Client) Kind() string { return "tunnel_client" }
+
+// Rekeys counts the sessions replaced by a rekey.
+func (c *Client) Rekeys() uint64 { return c.rekeys.Load() }
 
 // Drops returns the drop counters.
 func (c *Client) Drops() map[string]uint64 { return c.drops.snapshot() }
@@ -107,6 +119,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("tunnel client: open UDP socket: %w", err)
 	}
 	defer io.conn.Close()
+	growBuffers(io.conn)
 	c.mu.Lock()
 	c.localAddr = io.conn.LocalAddr().String()
 	c.mu.Unlock()
@@ -294,19 +307,31 @@ func (c *Client) established(io *clientIO, sess *Session, asg Assignment) error 
 	return nil
 }
 
-// keepAlive receives from the server and sends heartbeats until the server
-// has been silent for three heartbeat intervals.
+// rekeying is a handshake run while the current session carries traffic.
+type rekeying struct {
+	in     *Initiation
+	sent   time.Time
+	cookie []byte
+}
+
+// keepAlive receives from the server, sends heartbeats and rekeys until the
+// server has been silent for three heartbeat intervals.
 func (c *Client) keepAlive(ctx context.Context, io *clientIO) {
 	buf := make([]byte, 65536)
 	out := make([]byte, 0, 65536)
 	hb := c.heartbeat()
 	dead := 3*hb + time.Second
 	next := time.Now() // heartbeat at once: the server learns our endpoint
+	born := time.Now() // of the current session
+	var rk rekeying
 	for ctx.Err() == nil {
 		now := time.Now()
 		if !now.Before(next) {
 			c.sendTransport(io, TypeHeartbeat, nil)
 			next = now.Add(hb)
+		}
+		if now.Sub(born) > c.RekeyAfter && now.Sub(rk.sent) >= time.Second {
+			c.startRekey(io, &rk, now)
 		}
 		c.mu.Lock()
 		silent := now.Sub(c.lastRecv)
@@ -318,27 +343,77 @@ func (c *Client) keepAlive(ctx context.Context, io *clientIO) {
 		io.conn.SetReadDeadline(minTime(next, now.Add(250*time.Millisecond)))
 		n, from, err := io.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			continue
+			continue // a timeout, or the socket closed as ctx ended
 		}
 		if from != c.cfg.Server.AddrPort {
 			c.drops.inc(DropMalformed)
 			continue
 		}
-		if closed := c.receive(io, buf[:n], out[:0]); closed {
-			c.down(io, "closed by server")
-			return
+		switch typ, _ := MessageType(buf[:n]); typ {
+		case TypeResponse, TypeCookie:
+			if c.finishRekey(io, &rk, buf[:n]) {
+				born = time.Now()
+			}
+		default:
+			if closed := c.receive(io, buf[:n], out[:0]); closed {
+				c.down(io, "closed by server")
+				return
+			}
 		}
 	}
 }
 
-// receive handles one datagram from the server; it reports a close.
+// startRekey sends (or, after a second without answer, resends) an
+// establishment request; the current session keeps carrying traffic.
+func (c *Client) startRekey(io *clientIO, rk *rekeying, now time.Time) {
+	req, in, err := Initiate(io.key, io.serverPub, randomIndex(), now, rk.cookie)
+	if err != nil {
+		io.env.Log.Warn("rekey request not built", "err", err)
+		return
+	}
+	rk.in, rk.sent = in, now
+	io.conn.WriteToUDPAddrPort(req, c.cfg.Server.AddrPort)
+}
+
+// finishRekey handles a response or cookie to the pending rekey; it reports
+// whether the new session is in use.
+func (c *Client) finishRekey(io *clientIO, rk *rekeying, b []byte) bool {
+	if rk.in == nil {
+		c.drops.inc(DropUnknownIndex)
+		return false
+	}
+	if b[0] == TypeCookie {
+		ck, err := rk.in.OpenCookie(b)
+		if err != nil {
+			c.countDrop(err)
+			return false
+		}
+		rk.cookie, rk.sent = ck, time.Time{} // resend at once with it
+		return false
+	}
+	sess, asg, err := rk.in.Complete(b, io.key.Public)
+	if err != nil {
+		c.countDrop(err)
+		return false
+	}
+	*rk = rekeying{}
+	c.prev.Store(c.sess.Swap(sess))
+	c.rekeys.Add(1)
+	c.mu.Lock()
+	changed := asg.Address != c.asg.Address
+	c.lastRecv = time.Now()
+	c.mu.Unlock()
+	if changed {
+		// The server gave another address (it restarted without its
+		// store): configure it as a new tunnel.
+		if err := c.established(io, sess, asg); err != nil {
+			io.env.Error(err)
+		}
+	}
+	return true
+}
+
+// receive handles one transport message from the server; it reports a close.
 func (c *Client) receive(io *clientIO, b, out []byte) bool {
 	tr, err := ParseTransport(b)
 	if err != nil {
@@ -347,8 +422,12 @@ func (c *Client) receive(io *clientIO, b, out []byte) bool {
 	}
 	s := c.sess.Load()
 	if s == nil || tr.Receiver != s.Local {
-		c.drops.inc(DropUnknownIndex)
-		return false
+		if p := c.prev.Load(); p != nil && tr.Receiver == p.Local {
+			s = p
+		} else {
+			c.drops.inc(DropUnknownIndex)
+			return false
+		}
 	}
 	pt, err := s.Open(out, tr)
 	if err != nil {
@@ -371,6 +450,7 @@ func (c *Client) receive(io *clientIO, b, out []byte) bool {
 
 func (c *Client) down(io *clientIO, reason string) {
 	s := c.sess.Swap(nil)
+	c.prev.Store(nil)
 	c.mu.Lock()
 	c.up = false
 	c.mu.Unlock()

@@ -93,7 +93,7 @@ func writeKey(t *testing.T, dir, name string) (priv string, pub PublicKey) {
 	return path, PublicKey(k.Public)
 }
 
-func startLab(t *testing.T, idle time.Duration) *lab {
+func startLab(t *testing.T, idle time.Duration, rekey ...time.Duration) *lab {
 	t.Helper()
 	dir := t.TempDir()
 	sPriv, sPub := writeKey(t, dir, "server.key")
@@ -113,6 +113,9 @@ func startLab(t *testing.T, idle time.Duration) *lab {
 		Server: profiles.AddrPort{AddrPort: netip.MustParseAddrPort("203.0.113.1:51820")}, ServerPublicKey: sPub.String(),
 		PrivateKeyFile: cPriv, Routes: []profiles.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.0/24")}},
 	})
+	if len(rekey) > 0 {
+		l.cli.RekeyAfter = rekey[0]
+	}
 	st, err := store.Open(filepath.Join(dir, "server.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -339,4 +342,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("condition not met within 3s")
+}
+
+func TestTunnelRekeysKeepingIndexAndTraffic(t *testing.T) {
+	l := startLab(t, 30*time.Second, 500*time.Millisecond)
+	up := l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
+	waitFor(t, func() bool { return l.cli.Rekeys() >= 3 })
+	for i := 0; i < 3; i++ {
+		out := ipv4("198.19.0.2", "198.51.100.10", "after rekey")
+		l.client.tun(t, "tn0").In <- out
+		if got := recvPacket(t, l.server.tun(t, "tns0").Out); string(got) != string(out) {
+			t.Fatalf("server TUN got %x", got)
+		}
+		back := ipv4("198.51.100.10", "198.19.0.2", "back")
+		l.server.tun(t, "tns0").In <- back
+		if got := recvPacket(t, l.client.tun(t, "tn0").Out); string(got) != string(back) {
+			t.Fatalf("client TUN got %x", got)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	rows := l.srv.Tunnels()
+	if len(rows) != 1 || rows[0].Index != up.Fields["index"].(uint32) {
+		t.Fatalf("after rekeys the tunnel index table is %+v, want index %v", rows, up.Fields["index"])
+	}
+	for len(l.sub.C) > 0 {
+		l.backlog = append(l.backlog, <-l.sub.C)
+	}
+	for _, e := range l.backlog {
+		if e.Kind == engine.KindTunnelUp && e.Node == "server" || e.Kind == engine.KindTunnelDown {
+			t.Fatalf("a rekey looked like a new tunnel: %s %v", e.Kind, e.Fields)
+		}
+	}
 }

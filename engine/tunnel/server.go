@@ -93,7 +93,10 @@ type tunnelEntry struct {
 	key   PublicKey
 	name  string
 	addr  netip.Addr
-	sess  *Session
+	// sess is the current session; prev the one a rekey replaced, which
+	// still opens what the client sent before it switched.
+	sess, prev atomic.Pointer[Session]
+	rekeys     atomic.Uint64
 
 	mu       sync.Mutex
 	endpoint netip.AddrPort
@@ -172,6 +175,7 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("tunnel server: listen on %s: %w", s.cfg.Listen, err)
 	}
 	s.conn = conn
+	growBuffers(conn)
 	env.Progress.Done("listen")
 	env.Progress.Done("serving")
 
@@ -387,9 +391,10 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 		return
 	}
 	s.lastTS[acc.ClientKey] = acc.Payload.Timestamp
-	old := s.byKey[acc.ClientKey]
-	if old != nil {
-		s.removeLocked(old)
+	if old := s.byKey[acc.ClientKey]; old != nil {
+		s.mu.Unlock()
+		s.rekey(old, acc, from, now)
+		return
 	}
 	binding, err := s.pool.Allocate(acc.ClientKey, name, now)
 	if err != nil {
@@ -405,26 +410,49 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 		s.env.Error(fmt.Errorf("tunnel server: persist %s: %w", binding.Address, err))
 		return
 	}
-	hb := uint16(s.cfg.Heartbeat.Seconds())
-	asg := Assignment{
-		Address: netip.PrefixFrom(binding.Address, s.pool.Prefix().Bits()), Gateway: s.pool.Gateway(),
-		Heartbeat: hb, Idle: uint16(s.idle().Seconds()), MTU: uint16(s.mtu()),
-	}
+	asg := s.assignment(binding.Address)
 	msg, sess, err := acc.Respond(index, asg)
 	if err != nil {
 		s.env.Error(err)
 		return
 	}
-	t := &tunnelEntry{index: index, key: acc.ClientKey, name: name, addr: binding.Address, sess: sess, endpoint: from, lastRecv: now}
+	t := &tunnelEntry{index: index, key: acc.ClientKey, name: name, addr: binding.Address, endpoint: from, lastRecv: now}
+	t.sess.Store(sess)
 	s.mu.Lock()
 	s.byIndex[index], s.byAddr[t.addr], s.byKey[t.key] = t, t, t
 	s.mu.Unlock()
 	s.conn.WriteToUDPAddrPort(msg, from)
-	f := engine.Fields{"index": index, "client": name, "endpoint": from.String(), "virtual": asg.Address.String()}
-	if old != nil {
-		f["replaces"] = old.index
+	s.env.Emit.Emit(engine.KindTunnelUp, engine.Fields{"index": index, "client": name, "endpoint": from.String(), "virtual": asg.Address.String()})
+}
+
+func (s *Server) assignment(a netip.Addr) Assignment {
+	return Assignment{
+		Address: netip.PrefixFrom(a, s.pool.Prefix().Bits()), Gateway: s.pool.Gateway(),
+		Heartbeat: uint16(s.cfg.Heartbeat.Seconds()), Idle: uint16(s.idle().Seconds()), MTU: uint16(s.mtu()),
 	}
-	s.env.Emit.Emit(engine.KindTunnelUp, f)
+}
+
+// rekey answers a new establishment request of a client that has a tunnel
+// (its periodic rekey, or a restart): the tunnel keeps its index and
+// address and takes the new keys; the previous session still opens what
+// the client sent before it saw the response.
+func (s *Server) rekey(t *tunnelEntry, acc *Accepted, from netip.AddrPort, now time.Time) {
+	msg, sess, err := acc.Respond(t.index, s.assignment(t.addr))
+	if err != nil {
+		s.env.Error(err)
+		return
+	}
+	t.mu.Lock()
+	t.prev.Store(t.sess.Swap(sess))
+	t.maxCtr, t.lastRecv = 0, now
+	prev := t.endpoint
+	t.endpoint = from
+	t.mu.Unlock()
+	t.rekeys.Add(1)
+	s.conn.WriteToUDPAddrPort(msg, from)
+	if prev != from {
+		s.env.Emit.Emit(engine.KindTunnelRoamed, engine.Fields{"index": t.index, "client": t.name, "from": prev.String(), "to": from.String()})
+	}
 }
 
 // closeAll tells every client the server is going away, so they reconnect
@@ -480,12 +508,20 @@ func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, o
 		s.drops.inc(DropUnknownIndex)
 		return out
 	}
-	pt, err := t.sess.Open(out[:0], tr)
+	pt, err := t.sess.Load().Open(out[:0], tr)
+	current := err == nil
+	if err != nil {
+		if p := t.prev.Load(); p != nil {
+			pt, err = p.Open(out[:0], tr)
+		}
+	}
 	if err != nil {
 		s.countCodec(err)
 		return out
 	}
-	s.authenticated(t, tr.Counter, from, now)
+	if current {
+		s.authenticated(t, tr.Counter, from, now)
+	}
 	t.pktsIn.Add(1)
 	t.bytesIn.Add(uint64(len(pt)))
 	switch tr.Type {
@@ -525,7 +561,7 @@ func (s *Server) authenticated(t *tunnelEntry, ctr uint64, from netip.AddrPort, 
 }
 
 func (s *Server) send(t *tunnelEntry, typ byte, pt []byte) {
-	msg := t.sess.Seal(make([]byte, 0, len(pt)+TransportOverhead), typ, pt)
+	msg := t.sess.Load().Seal(make([]byte, 0, len(pt)+TransportOverhead), typ, pt)
 	s.conn.WriteToUDPAddrPort(msg, t.peer())
 	t.pktsOut.Add(1)
 	t.bytesOut.Add(uint64(len(pt)))
@@ -569,7 +605,7 @@ func (s *Server) tunLoop(ctx context.Context) error {
 			s.drops.inc(DropNoTunnel)
 			continue
 		}
-		out = t.sess.Seal(out[:0], TypeData, pkt)
+		out = t.sess.Load().Seal(out[:0], TypeData, pkt)
 		s.conn.WriteToUDPAddrPort(out, t.peer())
 		t.pktsOut.Add(1)
 		t.bytesOut.Add(uint64(n))
@@ -666,5 +702,22 @@ func listenRetry(ctx context.Context, h engine.Host, laddr netip.AddrPort) (engi
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// socketBuffer is what a tunnel socket asks for in each direction: a burst
+// of a fast TCP flow must not overflow the default ~200 KiB and turn into
+// retransmissions (the kernel caps it at net.core.rmem_max/wmem_max).
+const socketBuffer = 4 << 20
+
+// growBuffers enlarges a socket's buffers when the driver's socket allows
+// it (*net.UDPConn does); a fake socket simply does not.
+func growBuffers(c engine.UDPConn) {
+	if b, ok := c.(interface {
+		SetReadBuffer(int) error
+		SetWriteBuffer(int) error
+	}); ok {
+		b.SetReadBuffer(socketBuffer)
+		b.SetWriteBuffer(socketBuffer)
 	}
 }
