@@ -337,7 +337,10 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 		l.Nonce, l.Replay = c.lease.Nonce, c.lease.Replay
 	}
 	newAddr := c.lease == nil || c.lease.Address.Addr() != l.Address.Addr()
-	if c.cfg.Probe && newAddr {
+	// An address pushed by the server while bound (IP sync) is always
+	// probed: DESIGN.md §4 wants an alarm when the new address is in use.
+	moved := c.lease != nil && newAddr
+	if (c.cfg.Probe && newAddr) || moved {
 		c.state, c.pending, c.deadline = StateProbing, &l, time.Time{}
 		return []Action{{Kind: ActProbe, Lease: &l}}
 	}

@@ -272,7 +272,7 @@ func TestIPSyncReservationMoves(t *testing.T) {
 	s := testServer(func(c *ServerConfig) {
 		c.Reservations = []Reservation{{ClientID: id, Address: netip.MustParseAddr("192.0.2.60")}}
 	})
-	c := NewClient(ClientConfig{MAC: cliMAC, ClientID: id, NonceCapable: true, Probe: true})
+	c := NewClient(ClientConfig{MAC: cliMAC, ClientID: id, NonceCapable: true})
 	l := bound(t, exchange(t, s, c, now, c.Start(now)))
 	cfg := s.Config()
 	cfg.Reservations = []Reservation{{ClientID: id, Address: netip.MustParseAddr("192.0.2.61")}}
@@ -299,7 +299,7 @@ func TestIPSyncReservationMoves(t *testing.T) {
 		}
 	}
 	if !probed {
-		t.Errorf("a new address must be probed for conflicts first")
+		t.Errorf("a pushed address must be probed for conflicts first, even without arp_probe")
 	}
 }
 
