@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -203,10 +204,35 @@ func roleLines(st *Styles, r engine.RoleSnapshot, selected bool, w int) []string
 		steps = append(steps, item)
 	}
 	lines := wrapItems(name, indent, steps, w)
+	if selected {
+		lines = append(lines, timeline(st, r.Steps, indent, w)...)
+	}
 	if r.Error != "" {
 		lines = append(lines, errorLines(st, r.Error, w)...)
 	}
 	return lines
+}
+
+// timeline shows when each step of the selected role was reached, from the
+// first: how long the probe took to arrive, how long DHCP took after it.
+func timeline(st *Styles, steps []engine.Step, indent string, w int) []string {
+	var base time.Time
+	var items []string
+	for _, s := range steps {
+		if !s.Done || s.At.IsZero() {
+			continue
+		}
+		if base.IsZero() {
+			base = s.At
+			items = append(items, st.Dim.Render(s.Name+" "+s.At.Format("15:04:05.000")))
+			continue
+		}
+		items = append(items, st.Dim.Render(fmt.Sprintf("· %s +%s", s.Name, s.At.Sub(base).Round(time.Millisecond))))
+	}
+	if len(items) < 2 {
+		return nil
+	}
+	return wrapItems(indent+st.Dim.Render("at")+" ", indent+"   ", items, w)
 }
 
 func statusStyle(st *Styles, s engine.RoleStatus) lipgloss.Style {
