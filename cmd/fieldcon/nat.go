@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/fieldcon/fieldcon/drivers/lab"
@@ -94,11 +97,11 @@ func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	printNAT(stdout, rows, index.Tunnels, pool)
+	printNAT(stdout, rows, index, pool)
 	return exitOK
 }
 
-func printNAT(w io.Writer, rows []engine.MappingRow, tunnels []engine.TunnelRow, pool netip.Prefix) {
+func printNAT(w io.Writer, rows []engine.MappingRow, index tunnel.IndexFile, pool netip.Prefix) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tPROTO\tVIRTUAL\tTRANSLATED\tDESTINATION\tSTATE\tPKTS OUT\tBYTES OUT\tPKTS IN\tBYTES IN")
 	for _, r := range rows {
@@ -109,5 +112,14 @@ func printNAT(w io.Writer, rows []engine.MappingRow, tunnels []engine.TunnelRow,
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", r.TunnelIndex, r.Protocol, r.Virtual, r.Translated, r.Destination, state, r.PacketsOut, r.BytesOut, r.PacketsIn, r.BytesIn)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d flows from %s, %d tunnels\n", len(rows), pool, len(tunnels))
+	fmt.Fprintf(w, "%d flows from %s, %d tunnels\n", len(rows), pool, len(index.Tunnels))
+	var drops []string
+	for _, k := range slices.Sorted(maps.Keys(index.Drops)) {
+		if n := index.Drops[k]; n > 0 {
+			drops = append(drops, fmt.Sprintf("%s %d", k, n))
+		}
+	}
+	if len(drops) > 0 {
+		fmt.Fprintf(w, "dropped: %s\n", strings.Join(drops, ", "))
+	}
 }

@@ -18,6 +18,8 @@ type IndexFile struct {
 	Time    time.Time          `json:"time"`
 	Pool    string             `json:"pool"`
 	Tunnels []engine.TunnelRow `json:"tunnels"`
+	// Drops counts dropped packets by reason (docs/protocols/tunnel.md).
+	Drops map[string]uint64 `json:"drops"`
 }
 
 // IndexPath is where the server with store path storePath publishes.
@@ -53,7 +55,7 @@ func (s *Server) publishIndex(now time.Time) {
 		return
 	}
 	path := IndexPath(s.env.Store.Path())
-	b, err := json.Marshal(IndexFile{Time: now, Pool: s.pool.Prefix().String(), Tunnels: s.Tunnels()})
+	b, err := json.Marshal(IndexFile{Time: now, Pool: s.pool.Prefix().String(), Tunnels: s.Tunnels(), Drops: s.Drops()})
 	if err == nil {
 		err = os.WriteFile(path+".tmp", b, 0o644)
 	}
