@@ -460,18 +460,21 @@ func addNetem(n *nsHandle, link netlink.Link, loss float64, delay time.Duration)
 // errNoNetem marks a kernel without the netem qdisc (CONFIG_NET_SCH_NETEM).
 var errNoNetem = errors.New("no netem qdisc")
 
-// addNftLoss drops loss percent of the frames arriving on iface, for kernels
-// without netem: a netdev ingress chain with a random number per frame. Both
-// ends of a link get one, so each direction loses loss percent, as netem on
-// both ends' egress would. Frames sent from AF_PACKET sockets (DHCP clients)
-// are dropped too, since ingress sees every frame. The rules live in the
-// lab's namespace and go with it.
+// addNftLoss drops loss percent of the frames leaving iface, for kernels
+// without netem: a netdev egress chain (Linux 5.16+) with a random number per
+// frame. Both ends of a link get one, so each direction loses loss percent,
+// as with netem on both ends. Egress runs before the kernel hands outgoing
+// frames to packet-socket taps and the wire, so a dropped frame is seen by
+// nobody — an ingress rule would not hide it from the receiver's AF_PACKET
+// sockets, which get frames before the ingress hook. Frames sent from
+// AF_PACKET sockets (DHCP clients) pass the egress hook too. The rules live in
+// the lab's namespace and go with it.
 //
 // Equivalent to: `ip netns exec $ns nft add rule netdev fieldcon_lab loss_$iface numgen random mod 10000 < $loss*100 drop`
 func addNftLoss(ctx context.Context, ns, iface string, loss float64) error {
 	chain := "loss_" + iface
 	script := fmt.Sprintf("add table netdev fieldcon_lab\n"+
-		"add chain netdev fieldcon_lab %s { type filter hook ingress device %q priority 0; policy accept; }\n"+
+		"add chain netdev fieldcon_lab %s { type filter hook egress device %q priority 0; policy accept; }\n"+
 		"add rule netdev fieldcon_lab %s numgen random mod 10000 < %d counter drop\n",
 		chain, iface, chain, int(loss*100+0.5))
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
