@@ -81,6 +81,18 @@ func lifetime(d time.Duration, added, now time.Time) string {
 	return countdown(now, added.Add(d))
 }
 
+// hasSource reports whether any node has an address from source.
+func hasSource(s *engine.Snapshot, source string) bool {
+	for _, n := range s.Nodes {
+		for _, a := range n.Addresses {
+			if a.Source == source {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (p *leasesPane) render(m *Model, w, h int) string {
 	st := &m.st
 	l := &p.list
@@ -135,7 +147,15 @@ func (p *leasesPane) render(m *Model, w, h int) string {
 			}
 		}, "not in this profile"},
 	}
-	caps := []string{"", "dhcp", "dhcp", "rhcp_server"}
+	// Whether the profile has the capability of each section at all: a role
+	// of it, or (for DHCP clients) an address that DHCP gave. RHCP+DHCP runs
+	// the DHCP exchange inside rhcp_client, and dnsmasq serves leases it
+	// does not report: then the section says so rather than "not in this
+	// profile".
+	present := []bool{false, // addresses have their own message
+		hasCapability(&m.snap, "dhcp_client") || hasSource(&m.snap, "dhcp"),
+		hasCapability(&m.snap, "dhcp_server") || hasCapability(&m.snap, "dnsmasq"),
+		hasCapability(&m.snap, "rhcp_server")}
 	for i, s := range sections {
 		l.line(st.Title.Render(s.title))
 		before := len(l.items)
@@ -146,8 +166,8 @@ func (p *leasesPane) render(m *Model, w, h int) string {
 		if len(l.items) == before+1 {
 			l.items = l.items[:before]
 			msg := s.empty
-			if caps[i] != "" && hasCapability(&m.snap, caps[i]) {
-				msg = "none yet"
+			if present[i] {
+				msg = "none reported yet"
 			}
 			l.line(st.Dim.Render("  " + msg))
 		}
