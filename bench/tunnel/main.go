@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,9 @@ import (
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
+// cpuProfile is the -cpuprofile flag.
+var cpuProfile string
+
 const (
 	tunnelDst = "198.51.100.2" // routed into the tunnel by the profile
 	directDst = "198.51.100.3" // same destination namespace, routed around it
@@ -42,7 +46,9 @@ const (
 func main() {
 	dur := flag.Duration("t", 10*time.Second, "iperf3 duration per path")
 	probes := flag.Int("probes", 2000, "UDP echo round trips per path")
+	profile := flag.String("cpuprofile", "", "write the engine's CPU profile during the tunnel iperf3 run to this file")
 	flag.Parse()
+	cpuProfile = *profile
 	if err := bench(*dur, *probes); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/tunnel:", err)
 		os.Exit(1)
@@ -112,7 +118,16 @@ func bench(dur time.Duration, probes int) error {
 		return err
 	}
 	fmt.Fprintln(os.Stderr, "iperf3 through the tunnel …")
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+	}
 	tun, err := throughput(l, tunnelDst, dur)
+	pprof.StopCPUProfile()
 	if err != nil {
 		return err
 	}
