@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,22 @@ func startLab(t *testing.T, idle time.Duration, rekey ...time.Duration) *lab {
 	return l
 }
 
+// checkLeaks fails the test when goroutines started during it are still
+// running a moment after it ended (wireguard-go's tests do the same).
+func checkLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		for i := 0; i < 100; i++ {
+			if runtime.NumGoroutine() <= before {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before the test, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+	})
+}
+
 func (l *lab) stop(t *testing.T) {
 	if l.cancel == nil {
 		return
@@ -190,6 +207,7 @@ func recvPacket(t *testing.T, c chan []byte) []byte {
 }
 
 func TestTunnelEndToEnd(t *testing.T) {
+	checkLeaks(t)
 	l := startLab(t, 30*time.Second)
 	up := l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
 	l.waitEvent(t, "client", engine.KindTunnelUp, 5*time.Second)
@@ -266,6 +284,7 @@ func TestTunnelEndToEnd(t *testing.T) {
 }
 
 func TestTunnelAgesOutAndFreesAddress(t *testing.T) {
+	checkLeaks(t)
 	l := startLab(t, 3*time.Second)
 	l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
 	// Cut the path: the server's address goes, so nothing reaches it.
@@ -290,6 +309,7 @@ func TestTunnelAgesOutAndFreesAddress(t *testing.T) {
 }
 
 func TestServerDropsJunkWithoutState(t *testing.T) {
+	checkLeaks(t)
 	l := startLab(t, 30*time.Second)
 	l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
 	// An attacker: a second socket on the client's host.
@@ -345,6 +365,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestTunnelRekeysKeepingIndexAndTraffic(t *testing.T) {
+	checkLeaks(t)
 	l := startLab(t, 30*time.Second, 500*time.Millisecond)
 	up := l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
 	waitFor(t, func() bool { return l.cli.Rekeys() >= 3 })
