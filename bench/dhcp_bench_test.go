@@ -117,7 +117,7 @@ var perfdhcpDrops = regexp.MustCompile(`drops: ([0-9]+)`)
 func perfdhcp(b *testing.B, ns string, period int, rate string) (float64, string) {
 	b.Helper()
 	args := []string{"netns", "exec", ns, "perfdhcp", "-4", "-l", "198.18.0.1",
-		"-R", "60000", "-p", strconv.Itoa(period), "-d", "2"}
+		"-R", "60000", "-p", strconv.Itoa(period), "-d", "2", "-W", "1000000"}
 	if rate != "" {
 		args = append(args, "-r", rate)
 	}
