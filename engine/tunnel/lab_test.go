@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,86 @@ type tunnelLab struct {
 	done   chan error
 
 	events []engine.Event // backlog of events no wait has returned
+	// capture is a pcap of the first datagrams the client sent to the
+	// server (as they left the NAT), for replay.
+	capture string
+}
+
+// capture records the first tunnel datagrams leaving the NAT.
+func capture(t *testing.T, ns string) string {
+	t.Helper()
+	labtest.RequireBinary(t, "tcpdump")
+	path := filepath.Join(t.TempDir(), "tunnel.pcap")
+	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "eth1", "-nn", "-U", "-c", "6", "-w", path, "udp dst port 51820")
+	var stderr syncWriter
+	stderr.w = new(bytes.Buffer)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; i < 50; i++ {
+		stderr.mu.Lock()
+		listening := strings.Contains(stderr.w.String(), "listening on")
+		stderr.mu.Unlock()
+		if listening {
+			return path
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("tcpdump did not start")
+	return ""
+}
+
+// capturedPayloads reads the UDP payloads of the capture, by tunnel message
+// type (their first byte).
+func capturedPayloads(t *testing.T, path string) map[byte][]byte {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-r", path, "-nn", "-x").CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	var packets [][]byte
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "\t0x") {
+			if strings.TrimSpace(line) != "" {
+				packets = append(packets, nil)
+			}
+			continue
+		}
+		_, hexes, _ := strings.Cut(line, ":")
+		for _, h := range strings.Fields(hexes) {
+			for i := 0; i+2 <= len(h); i += 2 {
+				b, _ := strconv.ParseUint(h[i:i+2], 16, 8)
+				packets[len(packets)-1] = append(packets[len(packets)-1], byte(b))
+			}
+		}
+	}
+	got := map[byte][]byte{}
+	for _, p := range packets {
+		if len(p) < 28 {
+			continue
+		}
+		payload := p[int(p[0]&0x0f)*4+8:] // past the IPv4 and UDP headers
+		if len(payload) > 0 {
+			if _, seen := got[payload[0]]; !seen {
+				got[payload[0]] = payload
+			}
+		}
+	}
+	return got
+}
+
+// sendFrom sends b as one UDP datagram from a namespace to the server.
+func sendFrom(t *testing.T, ns string, b []byte) {
+	t.Helper()
+	var esc strings.Builder
+	for _, c := range b {
+		fmt.Fprintf(&esc, "\\x%02x", c)
+	}
+	if out, err := run(ns, "bash", "-c", "printf '"+esc.String()+"' > /dev/udp/203.0.113.1/51820"); err != nil {
+		t.Fatalf("send: %v %s", err, out)
+	}
 }
 
 func (l *tunnelLab) ns(node string) string { return l.lab.Netns(node) }
@@ -58,6 +139,7 @@ func startTunnelLab(t *testing.T) *tunnelLab {
 		}
 	}
 	l := &tunnelLab{lab: labtest.Up(t, p), done: make(chan error, 1)}
+	l.capture = capture(t, l.ns("nat"))
 	// Short TCP/UDP conntrack timeouts on the server, so NAT rows of ended
 	// flows go within the test (the defaults keep TIME_WAIT for 2 minutes).
 	for k, v := range map[string]string{
@@ -365,6 +447,38 @@ func TestLabTunnel(t *testing.T) {
 		}
 		if n := len(l.server(t).Tunnels()); n != 1 {
 			t.Fatalf("junk changed the tunnel table: %d tunnels", n)
+		}
+	})
+
+	t.Run("replayed datagrams are dropped and counted", func(t *testing.T) {
+		got := capturedPayloads(t, l.capture)
+		req, hb := got[tunnel.TypeRequest], got[tunnel.TypeHeartbeat]
+		if len(req) != tunnel.RequestLen || len(hb) != tunnel.TransportOverhead {
+			t.Fatalf("capture lacks a request (%d bytes) or a heartbeat (%d bytes)", len(req), len(hb))
+		}
+		before := l.server(t).Drops()
+		rowsBefore := l.server(t).Tunnels()
+		// Replayed from another source port: neither may re-establish,
+		// count as traffic, nor move the tunnel's endpoint (roaming).
+		sendFrom(t, l.ns("nat"), req)
+		sendFrom(t, l.ns("nat"), hb)
+		time.Sleep(500 * time.Millisecond)
+		after := l.server(t).Drops()
+		replayed := after[tunnel.DropReplayed] - before[tunnel.DropReplayed]
+		badAuth := after[tunnel.DropBadAuth] - before[tunnel.DropBadAuth]
+		// The request's timestamp is old; the heartbeat's counter is behind
+		// the replay window, or its session was replaced by a rekey.
+		if replayed < 1 || replayed+badAuth < 2 {
+			t.Fatalf("replays not counted: before %v after %v", before, after)
+		}
+		rows := l.server(t).Tunnels()
+		if len(rows) != 1 || rows[0].Index != rowsBefore[0].Index || rows[0].Endpoint != rowsBefore[0].Endpoint {
+			t.Fatalf("a replay changed the tunnel: %+v, was %+v", rows, rowsBefore)
+		}
+		for _, e := range l.drain() {
+			if e.Kind == engine.KindTunnelRoamed || e.Kind == engine.KindTunnelUp {
+				t.Fatalf("a replay made %s %v", e.Kind, e.Fields)
+			}
 		}
 	})
 
