@@ -22,6 +22,7 @@ type ClientRole struct {
 	mu     sync.Mutex
 	lease  *Lease
 	state  State
+	mac    string
 	pinned string
 }
 
@@ -76,6 +77,9 @@ func (r *ClientRole) Run(ctx context.Context, env *engine.Env) error {
 	defer cio.close()
 	cc := r.clientConfig()
 	cc.MAC = cio.mac
+	r.mu.Lock()
+	r.mac = cio.mac.String()
+	r.mu.Unlock()
 	// INIT-REBOOT (RFC 2131 §3.2) with the address of a lease that has not
 	// expired yet.
 	var prev Lease
@@ -231,11 +235,11 @@ func (r *ClientRole) Report(s *engine.NodeSnapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.lease == nil {
-		s.Leases = append(s.Leases, engine.LeaseRow{Role: "client", State: r.state.String(), ClientID: r.cfg.ClientID})
+		s.Leases = append(s.Leases, engine.LeaseRow{Role: "client", State: r.state.String(), ClientID: r.cfg.ClientID, MAC: r.mac})
 		return
 	}
 	l := r.lease
 	s.Leases = append(s.Leases, engine.LeaseRow{Role: "client", Address: l.Address.String(), ClientID: r.cfg.ClientID,
-		MAC: "", Server: l.Server.String(), State: r.state.String(),
+		MAC: r.mac, Server: l.Server.String(), State: r.state.String(),
 		T1: l.Acquired.Add(l.T1), T2: l.Acquired.Add(l.T2), Expiry: l.Expiry()})
 }
