@@ -107,23 +107,29 @@ func (s KeySource) generate() (noise.DHKey, error) {
 	if err != nil {
 		return k, fmt.Errorf("generate key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(s.File), 0o700); err != nil {
+	dir := filepath.Dir(s.File)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return k, fmt.Errorf("generate key: %w", err)
 	}
-	f, err := os.OpenFile(s.File, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		// Another process won the race; use its key.
-		return s.Load()
-	}
+	// Write a temporary file and link it into place, so a process that
+	// races us (two labs starting at once) never reads a half-written key.
+	f, err := os.CreateTemp(dir, ".key-*")
 	if err != nil {
 		return k, fmt.Errorf("generate key: %w", err)
 	}
+	defer os.Remove(f.Name())
 	_, err = f.WriteString(base64.StdEncoding.EncodeToString(k.Private) + "\n")
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Link(f.Name(), s.File)
+	}
+	if errors.Is(err, os.ErrExist) {
+		return s.Load() // another process won the race; use its key
+	}
 	if err != nil {
-		return k, fmt.Errorf("generate key: write %s: %w", s.File, err)
+		return k, fmt.Errorf("generate key %s: %w", s.File, err)
 	}
 	return k, s.writePublic(k)
 }
@@ -134,12 +140,23 @@ func (s KeySource) writePublic(k noise.DHKey) error {
 		return nil
 	}
 	pub := PublicKey(k.Public).String() + "\n"
-	tmp := s.File + ".pub.tmp"
-	if err := os.WriteFile(tmp, []byte(pub), 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(s.File), ".pub-*")
+	if err != nil {
 		return fmt.Errorf("write public key: %w", err)
 	}
-	if err := os.Rename(tmp, s.File+".pub"); err != nil {
-		return fmt.Errorf("write public key: %w", err)
+	defer os.Remove(f.Name())
+	_, err = f.WriteString(pub)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), s.File+".pub")
+	}
+	if err != nil {
+		return fmt.Errorf("write public key %s.pub: %w", s.File, err)
 	}
 	return nil
 }

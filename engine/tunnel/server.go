@@ -78,8 +78,11 @@ type Server struct {
 	byKey   map[PublicKey]*tunnelEntry
 	lastTS  map[PublicKey]uint64 // greatest request timestamp per authenticated key
 	allowed map[PublicKey]string
-	pool    *Pool
-	nat     map[string]engine.MappingRow // NAT table, by flow key
+	// reloaded is when the allowed keys were last read; only the UDP loop
+	// touches it.
+	reloaded time.Time
+	pool     *Pool
+	nat      map[string]engine.MappingRow // NAT table, by flow key
 
 	// run-time handles, set in Run
 	env  *engine.Env
@@ -275,7 +278,10 @@ func (s *Server) clientName(k PublicKey) (string, bool) {
 	s.mu.RLock()
 	name, ok := s.allowed[k]
 	s.mu.RUnlock()
-	if !ok {
+	// Unknown keys re-read the key files, at most once a second: a flood
+	// of requests from strangers must not become a flood of file reads.
+	if now := time.Now(); !ok && now.Sub(s.reloaded) >= time.Second {
+		s.reloaded = now
 		s.loadAllowed()
 		s.mu.RLock()
 		name, ok = s.allowed[k]
