@@ -25,23 +25,13 @@ func (g *NATGateway) Kind() string { return "nat_gateway" }
 
 // Run implements engine.Role.
 func (g *NATGateway) Run(ctx context.Context, env *engine.Env) error {
-	env.Progress.Plan("forwarding", "masquerade", "filter")
+	env.Progress.Plan("forwarding", "masquerade", "filter", "udp timeout")
 	nh, ok := env.Host.Host.(engine.NATHost)
 	if !ok {
 		return errors.New("nat gateway: this host cannot program NAT (its driver has no nftables support)")
 	}
 	if err := env.Host.SetSysctl("net/ipv4/ip_forward", "1"); err != nil {
 		return fmt.Errorf("nat gateway: enable forwarding: %w", err)
-	}
-	if t := g.cfg.UDPTimeout.Duration; t > 0 {
-		secs := strconv.Itoa(int(t.Seconds()))
-		// A UDP flow that saw replies is "assured" and uses the stream
-		// timeout; both must be short for a lab to show what heartbeats do.
-		for _, k := range []string{"net/netfilter/nf_conntrack_udp_timeout", "net/netfilter/nf_conntrack_udp_timeout_stream"} {
-			if err := env.Host.SetSysctl(k, secs); err != nil {
-				return fmt.Errorf("nat gateway: set %s: %w", k, err)
-			}
-		}
 	}
 	env.Progress.Done("forwarding")
 	remove, err := nh.AddMasquerade(engine.Masquerade{Name: "natgw", Source: g.cfg.Source.Masked(), OutIface: g.cfg.Outside})
@@ -62,6 +52,18 @@ func (g *NATGateway) Run(ctx context.Context, env *engine.Env) error {
 		env.Host.OnUndo("nft delete table ip fieldcon-natgw-filter", remove)
 	}
 	env.Progress.Done("filter")
+	if t := g.cfg.UDPTimeout.Duration; t > 0 {
+		secs := strconv.Itoa(int(t.Seconds()))
+		// Set after the rules: they load conntrack, whose sysctls do not
+		// exist before. A UDP flow that saw replies is "assured" and uses the stream
+		// timeout; both must be short for a lab to show what heartbeats do.
+		for _, k := range []string{"net/netfilter/nf_conntrack_udp_timeout", "net/netfilter/nf_conntrack_udp_timeout_stream"} {
+			if err := env.Host.SetSysctl(k, secs); err != nil {
+				return fmt.Errorf("nat gateway: set %s: %w", k, err)
+			}
+		}
+	}
+	env.Progress.Done("udp timeout")
 	<-ctx.Done()
 	return nil // stopped: the engine undoes the rules
 }

@@ -237,18 +237,18 @@ func (s *Server) setupNAT(env *engine.Env, pool *Pool) (engine.NATHost, error) {
 		}
 		return nil, nil
 	}
+	if s.cfg.Egress != "" {
+		remove, err := nh.AddMasquerade(engine.Masquerade{Name: "tunnel-" + s.tunName(), Source: pool.Prefix(), OutIface: s.cfg.Egress})
+		if err != nil {
+			return nil, fmt.Errorf("tunnel server: source NAT for %s out of %s: %w", pool.Prefix(), s.cfg.Egress, err)
+		}
+		env.Host.OnUndo("nft delete table ip fieldcon-tunnel-"+s.tunName(), remove)
+	}
 	// Counters in the NAT table need accounting; without it they stay 0.
+	// Set after the rule, which loads conntrack and so creates the sysctl.
 	if err := env.Host.SetSysctl("net/netfilter/nf_conntrack_acct", "1"); err != nil {
 		env.Log.Warn("conntrack accounting unavailable; NAT table counters stay 0", "err", err)
 	}
-	if s.cfg.Egress == "" {
-		return nh, nil
-	}
-	remove, err := nh.AddMasquerade(engine.Masquerade{Name: "tunnel-" + s.tunName(), Source: pool.Prefix(), OutIface: s.cfg.Egress})
-	if err != nil {
-		return nil, fmt.Errorf("tunnel server: source NAT for %s out of %s: %w", pool.Prefix(), s.cfg.Egress, err)
-	}
-	env.Host.OnUndo("nft delete table ip fieldcon-tunnel-"+s.tunName(), remove)
 	return nh, nil
 }
 

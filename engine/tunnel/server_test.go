@@ -133,12 +133,12 @@ func TestNATGatewayRules(t *testing.T) {
 	}
 	want := []string{
 		"sysctl -w net.ipv4.ip_forward=1",
-		"sysctl -w net.netfilter.nf_conntrack_udp_timeout=5",
-		"sysctl -w net.netfilter.nf_conntrack_udp_timeout_stream=5",
 		"nft add rule ip fieldcon-natgw postrouting ip saddr 198.18.0.0/24 oifname eth1 masquerade",
 		"nft add rule ip fieldcon-natgw-filter forward ct state established,related accept",
 		"nft add rule ip fieldcon-natgw-filter forward iifname eth0 oifname eth1 udp dport 51820 accept",
 		"nft add rule ip fieldcon-natgw-filter forward iifname eth0 oifname eth1 drop",
+		"sysctl -w net.netfilter.nf_conntrack_udp_timeout=5",
+		"sysctl -w net.netfilter.nf_conntrack_udp_timeout_stream=5",
 	}
 	if got := strings.Join(h.Transcript(), "\n"); got != strings.Join(want, "\n") {
 		t.Fatalf("transcript:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
