@@ -134,7 +134,9 @@ func perfdhcp(b *testing.B, ns string, period int, rate string) (float64, string
 // persistence on, side by side with kea-dhcp4 (memfile) and dnsmasq. Each
 // iteration runs every server once, in turn; the metrics are medians. By
 // default perfdhcp sends as fast as it can (capacity under overload);
-// DHCP_BENCH_RATE=N paces it at N exchanges/s, DHCP_BENCH_PERIOD its seconds.
+// DHCP_BENCH_RATE=N paces it at N exchanges/s, DHCP_BENCH_PERIOD its seconds;
+// DHCP_BENCH_ONLY=fieldcon,kea picks servers, DHCP_BENCH_VERBOSE=1 logs
+// perfdhcp's report.
 //
 //	sudo go test ./bench -run XXX -bench DHCPServerThroughput -benchtime 3x
 func BenchmarkDHCPServerThroughput(b *testing.B) {
@@ -165,6 +167,14 @@ func BenchmarkDHCPServerThroughput(b *testing.B) {
 				"--dhcp-leasefile="+dir+"/leases", "--pid-file="+dir+"/pid")
 		}},
 	}
+	if only := os.Getenv("DHCP_BENCH_ONLY"); only != "" {
+		for i := 0; i < len(servers); i++ {
+			if !strings.Contains(","+only+",", ","+servers[i].name+",") {
+				servers = append(servers[:i], servers[i+1:]...)
+				i--
+			}
+		}
+	}
 	rates := map[string][]float64{}
 	for i := 0; i < b.N; i++ {
 		for _, s := range servers {
@@ -180,6 +190,9 @@ func BenchmarkDHCPServerThroughput(b *testing.B) {
 				drops = strings.Join(ds, "/")
 			}
 			b.Logf("%-8s %8.0f DORA/s (drops DO/RA %s)", s.name, rate, drops)
+			if os.Getenv("DHCP_BENCH_VERBOSE") != "" {
+				b.Log(out)
+			}
 			rates[s.name] = append(rates[s.name], rate)
 		}
 	}
@@ -189,8 +202,10 @@ func BenchmarkDHCPServerThroughput(b *testing.B) {
 		med[name] = rs[len(rs)/2]
 		b.ReportMetric(med[name], name+"-leases/s")
 	}
-	b.ReportMetric(med["fieldcon"]/med["kea"], "fieldcon/kea")
-	b.ReportMetric(med["fieldcon"]/med["dnsmasq"], "fieldcon/dnsmasq")
+	if med["kea"] > 0 && med["dnsmasq"] > 0 {
+		b.ReportMetric(med["fieldcon"]/med["kea"], "fieldcon/kea")
+		b.ReportMetric(med["fieldcon"]/med["dnsmasq"], "fieldcon/dnsmasq")
+	}
 }
 
 const keaConf = `{"Dhcp4": {
