@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -75,6 +76,13 @@ func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.Fil
 	// engine's changes and removing the lab, instead of dying half-configured.
 	ctx, stopHangup := signal.NotifyContext(ctx, syscall.SIGHUP)
 	defer stopHangup()
+	if os.Getenv("GOGC") == "" {
+		// The trace ring (up to ~180 MB) is pointer-free, so collecting
+		// more often costs little CPU but keeps the heap near what is live:
+		// measured with a full ring at 20k packets/s, RSS 264 MB instead of
+		// 428 MB with Go's default of 100 (bench/ui.md).
+		debug.SetGCPercent(25)
+	}
 	bus := engine.NewBus(10000)
 	if f.useLab {
 		fmt.Fprintf(stderr, "fieldcon: starting %s in its lab…\n", f.profile)
