@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -101,15 +102,24 @@ func capturedPayloads(t *testing.T, path string) map[byte][]byte {
 	return got
 }
 
-// sendFrom sends b as one UDP datagram from a namespace to the server.
-func sendFrom(t *testing.T, ns string, b []byte) {
+// sendFrom sends each datagram, whole, from a UDP socket of a namespace to
+// the tunnel server.
+func sendFrom(t *testing.T, ns string, datagrams ...[]byte) {
 	t.Helper()
-	var esc strings.Builder
-	for _, c := range b {
-		fmt.Fprintf(&esc, "\\x%02x", c)
+	h, err := linux.Open(ns)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if out, err := run(ns, "bash", "-c", "printf '"+esc.String()+"' > /dev/udp/203.0.113.1/51820"); err != nil {
-		t.Fatalf("send: %v %s", err, out)
+	defer h.Close()
+	c, err := h.ListenUDP(netip.MustParseAddrPort("0.0.0.0:0"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, b := range datagrams {
+		if _, err := c.WriteToUDPAddrPort(b, netip.MustParseAddrPort("203.0.113.1:51820")); err != nil {
+			t.Fatalf("send from %s: %v", ns, err)
+		}
 	}
 }
 
@@ -439,7 +449,7 @@ func TestLabTunnel(t *testing.T) {
 	t.Run("junk is dropped and counted", func(t *testing.T) {
 		before := l.server(t).Drops()
 		// Truncated and forged datagrams from the public side.
-		run(l.ns("nat"), "bash", "-c", "printf 'xx' > /dev/udp/203.0.113.1/51820; printf '\\x04\\x01\\x00\\x00AAAABBBBBBBBCCCCCCCCCCCCCCCCCCCCCCCCCCCC' > /dev/udp/203.0.113.1/51820")
+		sendFrom(t, l.ns("nat"), []byte("xx"), []byte("\x04\x01\x00\x00AAAABBBBBBBBCCCCCCCCCCCCCCCCCCCCCCCCCCCC"))
 		time.Sleep(500 * time.Millisecond)
 		after := l.server(t).Drops()
 		if after[tunnel.DropTruncated] <= before[tunnel.DropTruncated] || after[tunnel.DropUnknownIndex] <= before[tunnel.DropUnknownIndex] {
@@ -460,8 +470,7 @@ func TestLabTunnel(t *testing.T) {
 		rowsBefore := l.server(t).Tunnels()
 		// Replayed from another source port: neither may re-establish,
 		// count as traffic, nor move the tunnel's endpoint (roaming).
-		sendFrom(t, l.ns("nat"), req)
-		sendFrom(t, l.ns("nat"), hb)
+		sendFrom(t, l.ns("nat"), req, hb)
 		time.Sleep(500 * time.Millisecond)
 		after := l.server(t).Drops()
 		replayed := after[tunnel.DropReplayed] - before[tunnel.DropReplayed]
