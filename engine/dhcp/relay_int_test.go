@@ -155,6 +155,11 @@ func TestRelayUdhcpcToDnsmasq(t *testing.T) {
 	if !strings.Contains(dl, "192.0.2.1") {
 		t.Errorf("dnsmasq did not see the relay's giaddr:\n%s", dl)
 	}
+	// dnsmasq echoes the option 82 it got: circuit-id (1) "eth1", then
+	// remote-id (2) "ESN-RELAY" (9 bytes).
+	if !strings.Contains(dl, "option: 82 agent-id  01:04:65:74:68:31:02:09:45:53:4e:2d:52:45") {
+		t.Errorf("dnsmasq did not get option 82 with circuit-id eth1 and remote-id ESN-RELAY:\n%s", dl)
+	}
 	t.Logf("udhcpc: %q", readFile(log))
 }
 
