@@ -23,10 +23,31 @@ import (
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
-// leaseRow is one line of `fieldcon leases`.
+// leaseRow is one line of `fieldcon leases`: the stored lease without its
+// RFC 6704 nonce, which is a key (DESIGN.md: secrets never reach output).
 type leaseRow struct {
-	Node string `json:"node"`
-	dhcp.ServerLease
+	Node        string     `json:"node"`
+	Key         string     `json:"key"`
+	ClientID    string     `json:"client_id,omitempty"`
+	MAC         string     `json:"mac"`
+	Address     netip.Addr `json:"address"`
+	State       string     `json:"state"`
+	Start       time.Time  `json:"start"`
+	Expiry      time.Time  `json:"expiry"`
+	Hostname    string     `json:"hostname,omitempty"`
+	GIAddr      netip.Addr `json:"giaddr,omitempty"`
+	CircuitID   string     `json:"circuit_id,omitempty"`
+	RemoteID    string     `json:"remote_id,omitempty"`
+	CloudServer netip.Addr `json:"cloud_server,omitempty"`
+	// ForceRenew says whether the client holds a nonce, i.e. can be sent a
+	// FORCERENEW it will accept.
+	ForceRenew bool `json:"forcerenew"`
+}
+
+func rowOf(node string, l dhcp.ServerLease) leaseRow {
+	return leaseRow{Node: node, Key: l.Key, ClientID: l.ClientID, MAC: l.MAC, Address: l.Address, State: l.State,
+		Start: l.Start, Expiry: l.Expiry, Hostname: l.Hostname, GIAddr: l.GIAddr, CircuitID: l.CircuitID,
+		RemoteID: l.RemoteID, CloudServer: l.CloudServer, ForceRenew: len(l.Nonce) > 0}
 }
 
 // cmdLeases lists the DHCP leases of a profile's servers, read from their
@@ -64,7 +85,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		for _, l := range leases {
 			if *all || l.State == dhcp.LeaseBound || l.State == dhcp.LeaseOffered {
-				rows = append(rows, leaseRow{Node: n.Name, ServerLease: l})
+				rows = append(rows, rowOf(n.Name, l))
 			}
 		}
 	}
@@ -85,7 +106,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintln(tw, "NODE\tADDRESS\tSTATE\tCLIENT\tMAC\tEXPIRES\tRELAY\tCIRCUIT\tREMOTE-ID\tFORCERENEW")
 	for _, r := range rows {
 		fr := "-"
-		if len(r.Nonce) > 0 {
+		if r.ForceRenew {
 			fr = "nonce"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, r.Address, r.State, dash(r.Key), dash(r.MAC),

@@ -61,8 +61,11 @@ func TestLeasesListsTheStore(t *testing.T) {
 		t.Errorf("--all:\n%s", all)
 	}
 	var row map[string]any
-	if err := json.Unmarshal([]byte(strings.SplitN(run("--json"), "\n", 2)[0]), &row); err != nil || row["node"] != "srv" || row["address"] != "192.0.2.100" {
+	if err := json.Unmarshal([]byte(strings.SplitN(run("--json"), "\n", 2)[0]), &row); err != nil || row["node"] != "srv" || row["address"] != "192.0.2.100" || row["forcerenew"] != true {
 		t.Errorf("json row %v (%v)", row, err)
+	}
+	if _, leaked := row["nonce"]; leaked {
+		t.Errorf("the RFC 6704 nonce (a key) is printed: %v", row)
 	}
 	if l, ok := findLease([]dhcp.ServerLease{{Key: "0045534e2d31", State: dhcp.LeaseBound}}, "ESN-1"); !ok || l.Key != "0045534e2d31" {
 		t.Errorf("findLease by ESN failed")
