@@ -91,17 +91,20 @@ func (m *Model) renderHelp(w int) string {
 	sections := []struct {
 		title string
 		keys  []key.Binding
+		note  string
 	}{
-		{"views", append([]key.Binding{k.Next, k.Prev}, k.Views...)},
-		{"always", []key.Binding{k.Help, k.Esc, k.Quit}},
-		{"lists", []key.Binding{k.Up, k.Down, k.PgUp, k.PgDown, k.Top, k.Bottom}},
-		{"overview", []key.Binding{k.Restart, k.Reprobe}},
-		{"trace", []key.Binding{k.Follow, k.Pause, k.Filter, k.Detail, k.Export, k.Node, k.Iface}},
-		{"nat", []key.Binding{k.Sort, k.Reverse}},
-		{"leases", []key.Binding{k.ForceRenew, k.Reprobe}},
-		{"topology", []key.Binding{k.Flap}},
-		{"log", []key.Binding{k.Node, k.Kind, k.Filter, k.Follow}},
+		{"views", append([]key.Binding{k.Next, k.Prev}, k.Views...), ""},
+		{"always", []key.Binding{k.Help, k.Esc, k.Quit}, ""},
+		{"lists", []key.Binding{k.Up, k.Down, k.PgUp, k.PgDown, k.Top, k.Bottom}, ""},
+		{"overview", []key.Binding{k.Restart, k.Reprobe}, ""},
+		{"trace", []key.Binding{k.Follow, k.Pause, k.Filter, k.Detail, k.Export, k.Node, k.Iface},
+			"with the detail pane open, pgup/pgdn scroll it and esc closes it"},
+		{"nat", []key.Binding{k.Sort, k.Reverse}, ""},
+		{"leases", []key.Binding{k.ForceRenew, k.Reprobe}, ""},
+		{"topology", []key.Binding{k.Flap}, ""},
+		{"log", []key.Binding{k.Node, k.Kind, k.Filter, k.Follow}, ""},
 	}
+	indent := strings.Repeat(" ", 9)
 	var b strings.Builder
 	b.WriteString(m.st.Title.Render("Keys") + m.st.Dim.Render("  (esc or ? closes)") + "\n")
 	for _, s := range sections {
@@ -111,14 +114,20 @@ func (m *Model) renderHelp(w int) string {
 			items[i] = m.st.Key.Render(h.Key) + " " + h.Desc + " "
 		}
 		first := m.st.Title.Render(fmt.Sprintf("%-9s", s.title))
-		for _, l := range wrapItems(first, strings.Repeat(" ", 9), items, w) {
+		for _, l := range wrapItems(first, indent, items, w) {
 			b.WriteString(l + "\n")
+		}
+		if s.note != "" {
+			b.WriteString(indent + m.st.Dim.Render(s.note) + "\n")
 		}
 	}
 	b.WriteString("\n" + m.st.Title.Render("Trace filter") + "  e.g. " + m.st.Key.Render("rhcp") + ", " +
 		m.st.Key.Render("dhcp.type == ack") + ", " + m.st.Key.Render("ip.addr == 203.0.113.0/24 and not arp") + "\n")
-	b.WriteString(m.st.Dim.Render("  protocols: eth arp ip ipv6 icmp icmpv6 udp tcp dhcp rhcp tunnel malformed truncated") + "\n")
-	b.WriteString(m.st.Dim.Render("  fields: ip.addr ip.src ip.dst port udp.port tcp.port dhcp.type dhcp.xid rhcp.type") + "\n")
-	b.WriteString(m.st.Dim.Render("  rhcp.addr tunnel.index node iface dir len; ops == != < <= > >=; and or not ()"))
-	return b.String()
+	words := strings.Fields("protocols: eth arp ip ipv6 icmp icmpv6 udp tcp dhcp rhcp tunnel malformed truncated " +
+		"fields: ip.addr ip.src ip.dst port udp.port tcp.port icmp.type len dir node iface dhcp.type dhcp.xid " +
+		"dhcp.addr rhcp.type rhcp.addr rhcp.seq tunnel.index tunnel.type; == != < <= > >=; and or not ()")
+	for _, l := range wrapItems("  ", "  ", words, w) {
+		b.WriteString(m.st.Dim.Render(l) + "\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
 }
