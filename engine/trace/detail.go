@@ -198,7 +198,7 @@ func dhcpOptionValue(o layers.DHCPOption) string {
 	switch o.Type {
 	case layers.DHCPOptMessageType:
 		if len(o.Data) == 1 {
-			return layers.DHCPMsgType(o.Data[0]).String()
+			return dhcpTypeName(o.Data[0])
 		}
 	case layers.DHCPOptHostname, layers.DHCPOptDomainName, layers.DHCPOptMessage, layers.DHCPOptClassID:
 		return fmt.Sprintf("%q", o.Data)

@@ -261,7 +261,7 @@ func writeDetail(b *strings.Builder, s *Summary) {
 		b.WriteString(tcpFlags(s.Type))
 		b.WriteByte(']')
 	case ProtoDHCP:
-		fmt.Fprintf(b, " %s xid 0x%08x", layers.DHCPMsgType(s.Type), s.ID)
+		fmt.Fprintf(b, " %s xid 0x%08x", dhcpTypeName(s.Type), s.ID)
 		if [6]byte(s.Name[:6]) != ([6]byte{}) {
 			fmt.Fprintf(b, " chaddr %s", net.HardwareAddr(s.Name[:6]))
 		}
@@ -304,4 +304,13 @@ func tcpFlags(f uint8) string {
 		return "none"
 	}
 	return string(out)
+}
+
+// dhcpTypeName names a DHCP message type. gopacket knows types 1–8; 9 is
+// FORCERENEW (RFC 3203 §4), which fieldcon's IP sync sends.
+func dhcpTypeName(t uint8) string {
+	if t == 9 {
+		return "ForceRenew"
+	}
+	return layers.DHCPMsgType(t).String()
 }
