@@ -32,12 +32,10 @@ type Client struct {
 	RekeyAfter time.Duration
 	rekeys     atomic.Uint64
 
-	mu        sync.Mutex
-	asg       Assignment
-	up        bool
-	lastRecv  time.Time
-	lastSent  time.Time
-	localAddr string
+	mu       sync.Mutex
+	asg      Assignment
+	up       bool
+	lastRecv time.Time
 
 	pktsIn, pktsOut, bytesIn, bytesOut atomic.Uint64
 }
@@ -120,9 +118,6 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	}
 	defer io.conn.Close()
 	growBuffers(io.conn)
-	c.mu.Lock()
-	c.localAddr = io.conn.LocalAddr().String()
-	c.mu.Unlock()
 
 	go c.tunLoop(ctx, io)
 	err = c.loop(ctx, io)
@@ -279,7 +274,7 @@ func (c *Client) countDrop(err error) {
 func (c *Client) established(io *clientIO, sess *Session, asg Assignment) error {
 	c.mu.Lock()
 	prev, hadPrev := c.asg, c.asg.Address.IsValid()
-	c.asg, c.up, c.lastRecv, c.lastSent = asg, true, time.Now(), time.Now()
+	c.asg, c.up, c.lastRecv = asg, true, time.Now()
 	c.mu.Unlock()
 	c.sess.Store(sess)
 	name := io.tun.Name()

@@ -187,12 +187,16 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 		rate = DefaultHandshakeRate
 	}
 	resp := NewResponder(key, rate)
+	// A loop that fails ends the others: a server that cannot read its
+	// socket or TUN must say so, not sit there aging tunnels.
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Add(2)
-	go func() { defer wg.Done(); errc <- s.udpLoop(ctx, resp) }()
-	go func() { defer wg.Done(); errc <- s.tunLoop(ctx) }()
-	s.housekeeping(ctx, natHost)
+	go func() { defer wg.Done(); errc <- s.udpLoop(lctx, resp); stop() }()
+	go func() { defer wg.Done(); errc <- s.tunLoop(lctx); stop() }()
+	s.housekeeping(lctx, natHost)
 	s.closeAll()
 	s.unpublishIndex()
 	conn.Close()
