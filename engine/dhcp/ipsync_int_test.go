@@ -3,6 +3,8 @@ package dhcp_test
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,35 @@ func mustMAC(t *testing.T, brief string) net.HardwareAddr {
 	}
 	t.Fatalf("no MAC in %q", brief)
 	return nil
+}
+
+// TestProfileReloadPushesForceRenew: editing the profile file of a running
+// site makes the server FORCERENEW the clients the change concerns; a
+// profile that does not validate changes nothing.
+func TestProfileReloadPushesForceRenew(t *testing.T) {
+	labtest.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "site.toml")
+	if err := os.WriteFile(path, []byte(ipSync), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profiles.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startSiteProfile(t, p, "srv", "cli")
+	r.waitEvent("cli", engine.KindDHCPBound, 1, 10*time.Second)
+
+	os.WriteFile(path, []byte(strings.Replace(ipSync, `start = "192.0.2.100"`, `start = "192.0.2.100"
+bogus_key = true`, 1)), 0o644)
+	r.waitEvent("srv", engine.KindError, 1, 3*time.Second)
+	if n := len(r.events("srv", engine.KindForceRenewSent)); n != 0 {
+		t.Fatalf("an invalid profile pushed %d FORCERENEWs", n)
+	}
+
+	os.WriteFile(path, []byte(strings.Replace(ipSync, `cloud_server = "203.0.113.10"`, `cloud_server = "203.0.113.30"`, 1)), 0o644)
+	r.waitEvent("srv", engine.KindForceRenewSent, 1, 3*time.Second)
+	renewed := r.waitEvent("cli", engine.KindDHCPRenewed, 1, 2*time.Second)
+	if renewed[0].Fields["cloud_server"] != "203.0.113.30" {
+		t.Errorf("renewed %v; want cloud server 203.0.113.30", renewed[0].Fields)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,9 @@ const LeaseBucket = "dhcp.leases"
 // ServerRole is the dhcp_server role.
 type ServerRole struct {
 	cfg profiles.DHCPServer
+	// watch is the profile file and node whose section the role reloads
+	// when the file changes (IP sync on profile reload).
+	watchPath, watchNode string
 
 	mu    sync.Mutex
 	srv   *Server
@@ -41,6 +46,17 @@ type pendingReply struct {
 
 // NewServerRole builds the role from its profile section.
 func NewServerRole(cfg profiles.DHCPServer) *ServerRole { return &ServerRole{cfg: cfg} }
+
+// WatchProfile makes the role reload its section from the profile file at
+// path (node's [node.dhcp_server]) whenever the file changes, pushing
+// FORCERENEW to the clients the change concerns. Embedded profiles
+// ("embedded:…") cannot change and are not watched.
+func (r *ServerRole) WatchProfile(path, node string) *ServerRole {
+	if !strings.HasPrefix(path, "embedded:") {
+		r.watchPath, r.watchNode = path, node
+	}
+	return r
+}
 
 // Kind implements engine.Role.
 func (r *ServerRole) Kind() string { return "dhcp_server" }
@@ -159,6 +175,9 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 	}()
 	sweep := time.NewTicker(r.cfg.SweepInterval.Or(10 * time.Second))
 	defer sweep.Stop()
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
+	lastMod := r.profileModTime()
 	for {
 		select {
 		case <-ctx.Done():
@@ -168,7 +187,44 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 			return nil
 		case now := <-sweep.C:
 			r.sweep(now)
+		case <-watch.C:
+			if m := r.profileModTime(); !m.Equal(lastMod) {
+				lastMod = m
+				r.reloadProfile(env)
+			}
 		}
+	}
+}
+
+func (r *ServerRole) profileModTime() time.Time {
+	if r.watchPath == "" {
+		return time.Time{}
+	}
+	fi, err := os.Stat(r.watchPath)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+// reloadProfile applies the changed profile file; a profile that does not
+// validate changes nothing (DESIGN.md: nothing is applied from a profile
+// that does not validate).
+func (r *ServerRole) reloadProfile(env *engine.Env) {
+	p, err := profiles.Load(r.watchPath)
+	if err != nil {
+		env.Error(fmt.Errorf("dhcp server: profile changed but does not validate; keeping the running configuration: %w", err))
+		return
+	}
+	n := p.Node(r.watchNode)
+	if n == nil || n.DHCPServer == nil {
+		env.Error(fmt.Errorf("dhcp server: reloaded profile %s has no [node.dhcp_server] for node %s; keeping the running configuration", r.watchPath, r.watchNode))
+		return
+	}
+	pushed, err := r.Reload(*n.DHCPServer)
+	env.Log.Info("dhcp server: profile reloaded", "path", r.watchPath, "forcerenew", pushed)
+	if err != nil {
+		env.Error(fmt.Errorf("dhcp server: after reload: %w", err))
 	}
 }
 

@@ -52,6 +52,12 @@ func startSite(t *testing.T, src string, nodes ...string) *siteRun {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startSiteProfile(t, p, nodes...)
+}
+
+// startSiteProfile is startSite for a loaded profile.
+func startSiteProfile(t *testing.T, p *profiles.Profile, nodes ...string) *siteRun {
+	t.Helper()
 	l := labtest.Up(t, p)
 	r := &siteRun{t: t, profile: p, lab: l, bus: engine.NewBus(100000)}
 	t.Cleanup(r.killPeers)

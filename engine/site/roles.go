@@ -39,7 +39,7 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
 	}
 	if n.DHCPServer != nil {
-		roles = append(roles, dhcp.NewServerRole(*n.DHCPServer))
+		roles = append(roles, dhcp.NewServerRole(*n.DHCPServer).WatchProfile(p.Source, n.Name))
 	}
 	if n.DHCPRelay != nil {
 		roles = append(roles, dhcp.NewRelayRole(*n.DHCPRelay))
