@@ -552,6 +552,27 @@ func TestLabTunnel(t *testing.T) {
 		}
 	})
 
+	t.Run("a restarted server gives the client its address back", func(t *testing.T) {
+		l.drain()
+		if err := l.site.Engine.RestartRole(context.Background(), "server", "tunnel_server"); err != nil {
+			t.Fatal(err)
+		}
+		l.waitEvent(t, "client", engine.KindTunnelDown, 10*time.Second, nil)
+		up := l.waitEvent(t, "server", engine.KindTunnelUp, 30*time.Second, nil)
+		if up.Fields["virtual"] != "198.19.0.2/24" {
+			t.Fatalf("after the restart the client got %v, want its stored 198.19.0.2/24", up.Fields["virtual"])
+		}
+		l.waitEvent(t, "client", engine.KindTunnelUp, 10*time.Second, nil)
+		for _, e := range l.drain() {
+			if e.Node == "client" && e.Kind == engine.KindAddressRemoved {
+				t.Fatalf("the client's virtual address was reconfigured: %v", e.Fields)
+			}
+		}
+		if r := iperf(t, l.ns("client"), "-t", "1"); r.End.SumReceived.Bytes == 0 {
+			t.Fatal("no data through the tunnel after the server restarted")
+		}
+	})
+
 	t.Run("stopping removes rules, routes and TUNs", func(t *testing.T) {
 		l.stop(t)
 		for _, node := range []string{"server", "nat", "client"} {
