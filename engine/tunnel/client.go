@@ -105,6 +105,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("tunnel client: %w", err)
 	}
 	defer io.tun.Close()
+	quietIPv6(env, io.tun.Name())
 	if err := env.Host.SetLinkUp(io.tun.Name(), true); err != nil {
 		return fmt.Errorf("tunnel client: bring %s up: %w", io.tun.Name(), err)
 	}

@@ -222,6 +222,7 @@ func (s *Server) setupTUN(env *engine.Env, pool *Pool) error {
 	if err := env.AddAddress(tun.Name(), engine.Address{Prefix: gw}, "tunnel"); err != nil {
 		return fmt.Errorf("tunnel server: address %s on %s: %w", gw, tun.Name(), err)
 	}
+	quietIPv6(env, tun.Name())
 	if err := env.Host.SetLinkUp(tun.Name(), true); err != nil {
 		return fmt.Errorf("tunnel server: bring %s up: %w", tun.Name(), err)
 	}
@@ -729,5 +730,14 @@ func growBuffers(c engine.UDPConn) {
 	}); ok {
 		b.SetReadBuffer(socketBuffer)
 		b.SetWriteBuffer(socketBuffer)
+	}
+}
+
+// quietIPv6 turns IPv6 off on a tunnel's TUN: the tunnel carries IPv4, and
+// the kernel's router solicitations and MLD reports on the device would only
+// be dropped and counted. Hosts without IPv6 have no such sysctl; fine.
+func quietIPv6(env *engine.Env, tun string) {
+	if err := env.Host.SetSysctl("net/ipv6/conf/"+tun+"/disable_ipv6", "1"); err != nil {
+		env.Log.Debug("IPv6 left on", "tun", tun, "err", err)
 	}
 }
