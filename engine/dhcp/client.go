@@ -324,6 +324,12 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 	default:
 		return nil
 	}
+	if c.state == StateRequesting && c.offer != nil && !rapid && !ipFrom(m.ServerIdentifier()).IsUnspecified() &&
+		ipFrom(m.ServerIdentifier()) != ipFrom(c.offer.ServerIdentifier()) {
+		// RFC 2131 §4.3.2: the REQUEST named one server; an ACK from
+		// another is not the answer to it.
+		return nil
+	}
 	l, err := leaseFromACK(m, now)
 	if err != nil {
 		return []Action{{Kind: ActEmit, Event: engine.KindError, Fields: engine.Fields{"message": "dhcp client: ignoring ACK: " + err.Error()}}}

@@ -429,3 +429,26 @@ func TestPoolExhaustionAndReuse(t *testing.T) {
 		t.Errorf("after release got %s, want the released 192.0.2.100", l.Address)
 	}
 }
+
+func TestAckFromAnotherServerIgnored(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := testServer(nil)
+	other := testServer(func(c *ServerConfig) { c.ServerID = netip.MustParseAddr("192.0.2.2") })
+	c := NewClient(ClientConfig{MAC: cliMAC})
+	acts := c.Start(now)
+	req, _ := dhcpv4.FromBytes(acts[0].Msg.ToBytes())
+	offer := s.Handle(req, link, now).Msg
+	acts = c.Receive(now, offer.ToBytes(), Source{MAC: srvMAC, IP: srvAddr})
+	r, _ := dhcpv4.FromBytes(acts[0].Msg.ToBytes())
+	// The REQUEST names 192.0.2.1; the other server stays silent...
+	if rep := other.Handle(r, link, now); rep.Msg != nil {
+		t.Fatalf("a server answered a REQUEST naming another server")
+	}
+	// ...and an ACK it (or a forger) sends anyway is ignored.
+	fake, _ := dhcpv4.NewReplyFromRequest(r, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck), dhcpv4.WithYourIP(net.IP{192, 0, 2, 77}),
+		dhcpv4.WithServerIP(net.IPv4zero), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP{192, 0, 2, 2})),
+		dhcpv4.WithLeaseTime(60))
+	if got := c.Receive(now, fake.ToBytes(), Source{IP: netip.MustParseAddr("192.0.2.2")}); len(got) != 0 || c.State() != StateRequesting {
+		t.Fatalf("ACK from another server accepted: %v, state %s", kinds(got), c.State())
+	}
+}
