@@ -38,8 +38,13 @@ func (t *Tracked) push(what string, do func() error) {
 
 func (t *Tracked) setSource(iface string, p netip.Prefix, source string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.sources[iface+"|"+p.String()] = source
+	t.mu.Unlock()
+	// A mechanism under arbitration has its own Tracked over the role's; the
+	// outer one undoes the winner's address at shutdown and must name its source.
+	if inner, ok := t.Host.(*Tracked); ok {
+		inner.setSource(iface, p, source)
+	}
 }
 
 func (t *Tracked) forgetAddress(iface string, p netip.Prefix) {

@@ -66,3 +66,28 @@ func TestTrackedUndoSkipsWhatIsAlreadyGone(t *testing.T) {
 		t.Fatalf("Undo of a vanished address: %v", err)
 	}
 }
+
+// TestNestedTrackedKeepsSource: a mechanism's Tracked over its role's Tracked
+// (arbitration) must let the outer one name the source when it undoes.
+func TestNestedTrackedKeepsSource(t *testing.T) {
+	h := fake.NewHost("n", nil, "eth0")
+	bus := engine.NewBus(10)
+	outer := engine.NewTracked(h, bus.NodeEmitter("n"))
+	inner := engine.NewTracked(outer, nil)
+	env := &engine.Env{Node: "n", Host: inner, Emit: bus.NodeEmitter("n")}
+	if err := env.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("203.0.113.10/32")}, "rhcp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := outer.Undo(); err != nil {
+		t.Fatal(err)
+	}
+	var src any
+	for _, e := range bus.History() {
+		if e.Kind == engine.KindAddressRemoved {
+			src = e.Fields["source"]
+		}
+	}
+	if src != "rhcp" {
+		t.Fatalf("address.removed source = %v, want rhcp", src)
+	}
+}
