@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"sync"
@@ -90,7 +91,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	if io.key, err = (KeySource{File: c.cfg.PrivateKeyFile, Env: c.cfg.PrivateKeyEnv, Generate: c.cfg.GenerateKey}).Load(); err != nil {
 		return fmt.Errorf("tunnel client: %w", err)
 	}
-	if io.serverPub, err = c.serverKey(ctx); err != nil {
+	if io.serverPub, err = c.serverKey(ctx, env.Log); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -131,7 +132,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 
 // serverKey reads the server's public key, waiting for a lab server to
 // write its key file.
-func (c *Client) serverKey(ctx context.Context) (PublicKey, error) {
+func (c *Client) serverKey(ctx context.Context, log *slog.Logger) (PublicKey, error) {
 	if c.cfg.ServerPublicKey != "" {
 		k, err := ParsePublicKey(c.cfg.ServerPublicKey)
 		if err != nil {
@@ -139,6 +140,7 @@ func (c *Client) serverKey(ctx context.Context) (PublicKey, error) {
 		}
 		return k, nil
 	}
+	warned := time.Now().Add(3 * time.Second)
 	for {
 		k, err := ReadPublicKeyFile(c.cfg.ServerPublicKeyFile)
 		if err == nil {
@@ -146,6 +148,10 @@ func (c *Client) serverKey(ctx context.Context) (PublicKey, error) {
 		}
 		if !errors.Is(err, os.ErrNotExist) {
 			return k, fmt.Errorf("tunnel client: %w", err)
+		}
+		if time.Now().After(warned) {
+			log.Warn("waiting for the server's public key file", "path", c.cfg.ServerPublicKeyFile)
+			warned = time.Now().Add(time.Minute)
 		}
 		select {
 		case <-ctx.Done():
