@@ -27,8 +27,9 @@ type Engine struct {
 	bus *Bus
 	log *slog.Logger
 
-	mu    sync.Mutex
-	nodes []*node
+	mu     sync.Mutex
+	nodes  []*node
+	runCtx context.Context // the context Run was given; roles started later live in it
 }
 
 type node struct {
@@ -37,6 +38,7 @@ type node struct {
 }
 
 type runningRole struct {
+	stopped  bool // stopped by StopRole; StartRole runs it again
 	role     Role
 	env      *Env
 	cancel   context.CancelFunc
@@ -67,6 +69,7 @@ func (e *Engine) AddNode(spec NodeSpec) {
 // newest role first. The returned error joins undo failures.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
+	e.runCtx = ctx
 	for _, n := range e.nodes {
 		for _, r := range n.spec.Roles {
 			n.roles = append(n.roles, e.start(ctx, n, r))
@@ -132,6 +135,9 @@ func (e *Engine) stopAll() error {
 	for i := len(e.nodes) - 1; i >= 0; i-- {
 		n := e.nodes[i]
 		for j := len(n.roles) - 1; j >= 0; j-- {
+			if n.roles[j].stopped {
+				continue
+			}
 			if err := e.stopRole(n, n.roles[j]); err != nil {
 				errs = append(errs, err)
 			}
@@ -161,26 +167,79 @@ func (e *Engine) stopRole(n *node, rr *runningRole) error {
 func (e *Engine) RestartRole(ctx context.Context, nodeName, kind string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	n, i, err := e.findLocked(nodeName, kind)
+	if err != nil {
+		return err
+	}
+	if rr := n.roles[i]; !rr.stopped {
+		if err := e.stopRole(n, rr); err != nil {
+			return err
+		}
+	}
+	n.roles[i] = e.start(ctx, n, n.roles[i].role)
+	return nil
+}
+
+// StopRole stops a node's role and undoes its changes (unless it persists);
+// the overview shows it stopped until StartRole.
+func (e *Engine) StopRole(nodeName, kind string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, i, err := e.findLocked(nodeName, kind)
+	if err != nil {
+		return err
+	}
+	rr := n.roles[i]
+	if rr.stopped {
+		return fmt.Errorf("node %s: role %s is already stopped", nodeName, kind)
+	}
+	rr.stopped = true
+	return e.stopRole(n, rr)
+}
+
+// StartRole starts a role that StopRole stopped, in the engine's run context.
+func (e *Engine) StartRole(nodeName, kind string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, i, err := e.findLocked(nodeName, kind)
+	if err != nil {
+		return err
+	}
+	if !n.roles[i].stopped {
+		return fmt.Errorf("node %s: role %s is running; stop it first or restart it", nodeName, kind)
+	}
+	if e.runCtx == nil || e.runCtx.Err() != nil {
+		return fmt.Errorf("the engine is not running")
+	}
+	n.roles[i] = e.start(e.runCtx, n, n.roles[i].role)
+	return nil
+}
+
+func (e *Engine) findLocked(nodeName, kind string) (*node, int, error) {
 	for _, n := range e.nodes {
 		if n.spec.Name != nodeName {
 			continue
 		}
+		var kinds []string
 		for i, rr := range n.roles {
-			if rr.role.Kind() != kind {
-				continue
+			if rr.role.Kind() == kind {
+				return n, i, nil
 			}
-			if err := e.stopRole(n, rr); err != nil {
-				return err
-			}
-			n.roles[i] = e.start(ctx, n, rr.role)
-			return nil
+			kinds = append(kinds, rr.role.Kind())
 		}
+		return nil, 0, fmt.Errorf("node %s has no role %q; its roles: %v", nodeName, kind, kinds)
 	}
-	return fmt.Errorf("node %q has no role %q", nodeName, kind)
+	return nil, 0, fmt.Errorf("no node %q", nodeName)
 }
 
-// Role returns a running role by node and kind, for actions (re-probe,
-// FORCERENEW) that the TUI or CLI trigger.
+// Container is implemented by roles that run other roles (the arbiter runs
+// every address mechanism of a device), so that actions can reach them.
+type Container interface {
+	Roles() []Role
+}
+
+// Role returns a node's role by kind, also one run inside a Container, for
+// actions (re-probe, FORCERENEW) that the TUI or CLI trigger.
 func (e *Engine) Role(nodeName, kind string) (Role, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -189,8 +248,22 @@ func (e *Engine) Role(nodeName, kind string) (Role, bool) {
 			continue
 		}
 		for _, rr := range n.roles {
-			if rr.role.Kind() == kind {
-				return rr.role, true
+			if r, ok := findRole(rr.role, kind); ok {
+				return r, true
+			}
+		}
+	}
+	return nil, false
+}
+
+func findRole(r Role, kind string) (Role, bool) {
+	if r.Kind() == kind {
+		return r, true
+	}
+	if c, ok := r.(Container); ok {
+		for _, inner := range c.Roles() {
+			if found, ok := findRole(inner, kind); ok {
+				return found, true
 			}
 		}
 	}

@@ -90,6 +90,9 @@ type child struct {
 // New returns an arbiter over the mechanism roles.
 func New(mechs []engine.Role) *Arbiter { return &Arbiter{mechs: mechs} }
 
+// Roles implements engine.Container: the mechanisms the arbiter runs.
+func (a *Arbiter) Roles() []engine.Role { return append([]engine.Role(nil), a.mechs...) }
+
 // Kind implements engine.Role.
 func (a *Arbiter) Kind() string { return "arbiter" }
 
