@@ -14,29 +14,22 @@ import (
 // order: configuration first, then servers, then clients.
 func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	var roles []engine.Role
+	// Configuration: the node's own addresses, routes and NAT.
 	if n.Static != nil {
 		roles = append(roles, static.New(*n.Static))
 	}
 	if n.AccessRouter != nil {
 		roles = append(roles, rhcp.NewAccessRouter(*n.AccessRouter))
 	}
+	if n.NATGateway != nil {
+		roles = append(roles, tunnel.NewNATGateway(*n.NATGateway))
+	}
+	// Servers and relays, so they listen before clients ask.
 	if n.Dnsmasq != nil {
 		roles = append(roles, rhcp.NewDnsmasq(*n.Dnsmasq))
 	}
 	if n.RHCPServer != nil {
 		roles = append(roles, rhcp.NewServer(*n.RHCPServer))
-	}
-	if n.RHCPClient != nil {
-		roles = append(roles, rhcp.NewClient(*n.RHCPClient, rhcp.DHCPAcquirer{}))
-	}
-	if n.NATGateway != nil {
-		roles = append(roles, tunnel.NewNATGateway(*n.NATGateway))
-	}
-	if n.TunnelServer != nil {
-		roles = append(roles, tunnel.NewServer(*n.TunnelServer))
-	}
-	if n.TunnelClient != nil {
-		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
 	}
 	if n.DHCPServer != nil {
 		roles = append(roles, dhcp.NewServerRole(*n.DHCPServer).WatchProfile(p.Source, n.Name))
@@ -44,8 +37,18 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	if n.DHCPRelay != nil {
 		roles = append(roles, dhcp.NewRelayRole(*n.DHCPRelay))
 	}
+	if n.TunnelServer != nil {
+		roles = append(roles, tunnel.NewServer(*n.TunnelServer))
+	}
+	// Clients.
+	if n.RHCPClient != nil {
+		roles = append(roles, rhcp.NewClient(*n.RHCPClient, rhcp.DHCPAcquirer{}))
+	}
 	if n.DHCPClient != nil {
 		roles = append(roles, dhcp.NewClientRole(*n.DHCPClient))
+	}
+	if n.TunnelClient != nil {
+		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
 	}
 	return arbitrate.Wrap(n.Mechanisms, roles), nil
 }

@@ -64,13 +64,13 @@ func Build(p *profiles.Profile, opt Options) (s *Site, err error) {
 	if bus == nil {
 		bus = engine.NewBus(10000)
 	}
-	s = &Site{Profile: p, Engine: engine.New(bus, opt.Log), Hosts: map[string]engine.Host{}, Netns: map[string]string{}}
+	built := &Site{Profile: p, Engine: engine.New(bus, opt.Log), Hosts: map[string]engine.Host{}, Netns: map[string]string{}}
 	defer func() {
 		if err != nil {
-			s.Close()
-			s = nil
+			built.Close()
 		}
 	}()
+	s = built
 	nodes, err := selectNodes(p, opt.Nodes)
 	if err != nil {
 		return nil, err
