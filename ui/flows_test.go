@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -263,7 +264,7 @@ func TestActions(t *testing.T) {
 	}
 	tm, _ := start(t, opt)
 	keys(tm, "down", "r")
-	waitFor(t, tm, "restart rhcp_server on server")
+	waitFor(t, tm, "restarted rhcp_server on server")
 	keys(tm, "p")
 	waitFor(t, tm, "re-probe every client of server")
 	keys(tm, "up", "p") // static: nothing to re-probe
@@ -284,10 +285,74 @@ func TestActions(t *testing.T) {
 	}
 }
 
+// withArbiter is the recorded state with the device's mechanisms run by an
+// arbiter, as the demo profile's device has them.
+func withArbiter(t *testing.T) Options {
+	opt := recordedOptions(t)
+	snap := recordedSnapshot()
+	dev := snap.Node("device")
+	dev.Roles = append([]engine.RoleSnapshot{{Kind: "arbiter", Status: engine.StatusRunning}}, dev.Roles...)
+	opt.Engine = staticSource{snap}
+	return opt
+}
+
+// TestRoleStartStop: s stops the selected role and starts it again, r
+// restarts it; a mechanism under the arbiter acts on the arbiter, and the
+// status line says so; a failed action says why.
+func TestRoleStartStop(t *testing.T) {
+	rec := &recorder{}
+	opt := withArbiter(t)
+	opt.Actions = Actions{
+		Restart: func(_ context.Context, node, role string) error { return rec.add("restart " + node + " " + role) },
+		Stop: func(_ context.Context, node, role string) error {
+			if role == "static" {
+				return errors.New("node router: role static did not stop within 10s")
+			}
+			return rec.add("stop " + node + " " + role)
+		},
+		Start: func(_ context.Context, node, role string) error { return rec.add("start " + node + " " + role) },
+		Container: func(node, role string) string {
+			if node == "device" && (role == "rhcp_client" || role == "dhcp_client") {
+				return "arbiter"
+			}
+			return ""
+		},
+	}
+	tm, m := start(t, opt)
+	keys(tm, "down", "down", "s")
+	waitFor(t, tm, "stopped dhcp_server on server; s starts it again", "dhcp_server    stopped", "1 stopped")
+	keys(tm, "s")
+	waitFor(t, tm, "started dhcp_server on server")
+	keys(tm, "down", "down", "s") // the router's static role fails to stop
+	waitFor(t, tm, "stop static on router: node router: role static did not stop within 10s")
+	keys(tm, "down", "down", "r") // device: arbiter, then rhcp_client
+	waitFor(t, tm, "rhcp_client runs under the arbiter of device: restarted arbiter with every")
+	keys(tm, "s")
+	waitFor(t, tm, "rhcp_client runs under the arbiter of device: stopped arbiter with every", "arbiter        stopped")
+	keys(tm, "s")
+	waitFor(t, tm, "started arbiter")
+	frame := finish(t, tm)
+	want := []string{
+		"stop server dhcp_server", "start server dhcp_server", "restart device arbiter",
+		"stop device arbiter", "start device arbiter",
+	}
+	if got := rec.list(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("actions = %q, want %q", got, want)
+	}
+	if body := strings.Join(bodyLines(frame), "\n"); strings.Contains(body, "stopped") {
+		t.Errorf("the overview should show no role stopped any more:\n%s", frame)
+	}
+	if m.stopped["device|arbiter"] || m.stopped["server|dhcp_server"] {
+		t.Errorf("roles still marked stopped after starting them: %v", m.stopped)
+	}
+}
+
 func TestActionsAbsent(t *testing.T) {
 	tm, _ := start(t, recordedOptions(t)) // no actions wired
 	keys(tm, "r")
 	waitFor(t, tm, "restart: not in this profile")
+	keys(tm, "s")
+	waitFor(t, tm, "stop/start: not in this profile")
 	keys(tm, "5", "l")
 	waitFor(t, tm, "flap (select a lab link; only in --lab): not in this profile")
 	finish(t, tm)

@@ -11,7 +11,7 @@ type keyMap struct {
 	Up, Down, PgUp, PgDown, Top, Bottom key.Binding
 
 	// Overview.
-	Restart, Reprobe, ForceRenew key.Binding
+	StartStop, Restart, Reprobe, ForceRenew key.Binding
 	// Trace.
 	Follow, Pause, Filter, Detail, Export, Iface, Node key.Binding
 	// NAT.
@@ -43,7 +43,8 @@ func newKeyMap() keyMap {
 		Top:    b("g", "oldest", "home", "g"),
 		Bottom: b("G", "newest", "end", "G"),
 
-		Restart:    b("r", "restart role", "r"),
+		StartStop:  b("s", "stop/start", "s"),
+		Restart:    b("r", "restart", "r"),
 		Reprobe:    b("p", "re-probe", "p"),
 		ForceRenew: b("F", "FORCERENEW", "F"),
 

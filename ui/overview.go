@@ -76,7 +76,7 @@ func (p *overviewPane) selectedNode(m *Model) string {
 }
 
 func (p *overviewPane) hints(m *Model) []key.Binding {
-	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.Restart, m.keys.Reprobe}
+	return []key.Binding{m.keys.Up, m.keys.Down, m.keys.StartStop, m.keys.Restart, m.keys.Reprobe}
 }
 
 func (p *overviewPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
@@ -85,14 +85,17 @@ func (p *overviewPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 	}
 	sel, ok := p.selected()
 	switch {
+	case key.Matches(msg, m.keys.StartStop):
+		a := m.opt.Actions
+		if !ok || sel.role == "" || a.Stop == nil || a.Start == nil {
+			return m.unavailable("stop/start")
+		}
+		return m.roleAction(sel, false)
 	case key.Matches(msg, m.keys.Restart):
 		if !ok || sel.role == "" || m.opt.Actions.Restart == nil {
 			return m.unavailable("restart")
 		}
-		f := m.opt.Actions.Restart
-		return m.action(fmt.Sprintf("restart %s on %s", sel.role, sel.node), func(ctx context.Context) error {
-			return f(ctx, sel.node, sel.role)
-		})
+		return m.roleAction(sel, true)
 	case key.Matches(msg, m.keys.Reprobe):
 		if !ok || sel.role != "rhcp_server" || m.opt.Actions.Reprobe == nil {
 			return m.unavailable("re-probe (select an rhcp_server)")
@@ -105,6 +108,65 @@ func (p *overviewPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 	return nil
 }
 
+// roleAction stops, starts (toggle) or restarts the selected role off the UI
+// goroutine. A mechanism that the arbiter runs is not the engine's to stop
+// on its own: the action goes to the arbiter, and the status line says so.
+func (m *Model) roleAction(sel roleRef, restart bool) tea.Cmd {
+	a := m.opt.Actions
+	// What the UI knows of the node's roles, copied for the goroutine.
+	status := map[string]engine.RoleStatus{}
+	if n := m.snap.Node(sel.node); n != nil {
+		for _, r := range n.Roles {
+			if _, seen := status[r.Kind]; !seen {
+				status[r.Kind] = m.roleStatus(sel.node, r)
+			}
+		}
+	}
+	verb := "stop"
+	switch {
+	case restart:
+		verb = "restart"
+	case status[sel.role] == engine.StatusStopped:
+		verb = "start"
+	}
+	m.setStatus(fmt.Sprintf("%s %s on %s…", verb, sel.role, sel.node), false)
+	ctx := m.ctx
+	return func() tea.Msg {
+		target := sel.role
+		if a.Container != nil {
+			if c := a.Container(sel.node, sel.role); c != "" {
+				target = c
+			}
+		}
+		do, verb, done, after := a.Stop, "stop", "stopped", "; s starts it again"
+		switch {
+		case restart:
+			do, verb, done, after = a.Restart, "restart", "restarted", ""
+		case status[target] == engine.StatusStopped:
+			do, verb, done, after = a.Start, "start", "started", ""
+		}
+		what := fmt.Sprintf("%s %s on %s", verb, target, sel.node)
+		if err := do(ctx, sel.node, target); err != nil {
+			return actionMsg{what: what, err: err}
+		}
+		what = fmt.Sprintf("%s %s on %s%s", done, target, sel.node, after)
+		if target != sel.role {
+			what = fmt.Sprintf("%s runs under the %s of %s: %s %s with every mechanism in it", sel.role, target, sel.node, done, target)
+		}
+		return actionMsg{what: what, mark: sel.node + "|" + target, stopped: done == "stopped"}
+	}
+}
+
+// roleStatus is a role's status as the overview shows it: one the keyboard
+// stopped shows "stopped" also when it had finished ("done") or failed
+// before, until the keyboard starts it again (nothing else starts it).
+func (m *Model) roleStatus(node string, r engine.RoleSnapshot) engine.RoleStatus {
+	if m.stopped[node+"|"+r.Kind] {
+		return engine.StatusStopped
+	}
+	return r.Status
+}
+
 func (p *overviewPane) render(m *Model, w, h int) string {
 	st := &m.st
 	if len(m.snap.Nodes) == 0 {
@@ -113,7 +175,7 @@ func (p *overviewPane) render(m *Model, w, h int) string {
 	var lines []string
 	selLine := 0
 	row := 0
-	running, failed := 0, 0
+	running, failed, stopped := 0, 0, 0
 	for _, n := range m.snap.Nodes {
 		lines = append(lines, p.nodeLine(m, &n, w))
 		if len(n.Roles) == 0 {
@@ -124,11 +186,14 @@ func (p *overviewPane) render(m *Model, w, h int) string {
 			lines = append(lines, st.Dim.Render("    no roles"))
 		}
 		for _, r := range n.Roles {
+			r.Status = m.roleStatus(n.Name, r)
 			switch r.Status {
 			case engine.StatusRunning:
 				running++
 			case engine.StatusFailed:
 				failed++
+			case engine.StatusStopped:
+				stopped++
 			}
 			if row == p.cur.sel {
 				selLine = len(lines)
@@ -142,6 +207,9 @@ func (p *overviewPane) render(m *Model, w, h int) string {
 	}
 	sum := fmt.Sprintf("%d nodes  %d roles running  %d failed  %d events",
 		len(m.snap.Nodes), running, failed, m.events.total)
+	if stopped > 0 {
+		sum = strings.Replace(sum, "failed", fmt.Sprintf("failed  %d stopped", stopped), 1)
+	}
 	if failed > 0 {
 		sum = st.Err.Render(sum)
 	}

@@ -34,6 +34,14 @@ type LabLink struct {
 type Actions struct {
 	// Restart stops a node's role (undoing its changes) and starts it again.
 	Restart func(ctx context.Context, node, role string) error
+	// Stop stops a node's role and undoes its changes (unless the role
+	// persists them); Start runs a stopped role again.
+	Stop, Start func(ctx context.Context, node, role string) error
+	// Container names the role that runs role on node (the arbiter, for an
+	// address mechanism), or "" when the engine runs it itself: start, stop
+	// and restart then act on the container. It may wait for the engine, so
+	// the console calls it off the UI goroutine.
+	Container func(node, role string) string
 	// Reprobe asks the RHCP server of a node to probe a client again
 	// (client "" for every client it allocates to).
 	Reprobe func(ctx context.Context, node, client string) error
@@ -130,6 +138,9 @@ type Model struct {
 	linkUp       map[string]bool
 	linksAt      time.Time
 	linksPending bool
+	// stopped marks the roles (node|role) stopped from the keyboard: a role
+	// that had finished its work still reports "done" after it is stopped.
+	stopped map[string]bool
 
 	status    string
 	statusErr bool
@@ -204,6 +215,10 @@ type linksMsg struct {
 type actionMsg struct {
 	what string
 	err  error
+	// mark, when set, records a role (node|role) as stopped (true) or
+	// running again (false) once the action succeeded.
+	mark    string
+	stopped bool
 }
 
 func (m *Model) tick() tea.Cmd {
@@ -293,9 +308,16 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case actionMsg:
 		if msg.err != nil {
 			m.setStatus(msg.what+": "+msg.err.Error(), true)
-		} else {
-			m.setStatus(msg.what, false)
+			break
 		}
+		m.setStatus(msg.what, false)
+		if msg.mark != "" {
+			if m.stopped == nil {
+				m.stopped = map[string]bool{}
+			}
+			m.stopped[msg.mark] = msg.stopped
+		}
+		m.ov.refresh(m)
 	case linksMsg:
 		m.linksPending = false
 		if msg.err == nil {

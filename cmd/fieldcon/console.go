@@ -196,15 +196,11 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		Profile: sess.profile.Name, Host: host, Lab: sess.labName != "",
 		Engine: eng, Bus: bus, ExportDir: exportDir, Context: ectx,
 	}
-	opt.Actions.Restart = func(_ context.Context, node, role string) error {
-		// The role lives as long as the engine, not as long as the key press.
-		err := eng.RestartRole(ectx, node, role)
-		if _, ok := eng.Role(node, "arbiter"); err != nil && ok && role != "arbiter" {
-			// Mechanisms in arbitration are the arbiter's, not the engine's.
-			return fmt.Errorf("%s runs under the arbiter of %s: select the arbiter and restart it", role, node)
-		}
-		return err
-	}
+	// Roles live as long as the engine, not as long as the key press.
+	opt.Actions.Restart = func(_ context.Context, node, role string) error { return eng.RestartRole(ectx, node, role) }
+	opt.Actions.Stop = func(_ context.Context, node, role string) error { return eng.StopRole(node, role) }
+	opt.Actions.Start = func(_ context.Context, node, role string) error { return eng.StartRole(node, role) }
+	opt.Actions.Container = func(node, role string) string { return container(eng, node, role) }
 	opt.Actions.ForceRenew = func(_ context.Context, node, client string) error {
 		r, ok := eng.Role(node, "dhcp_server")
 		if !ok {
@@ -238,6 +234,30 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		opt.LinkStates = func() (map[string]bool, error) { return labLinkStates(name) }
 	}
 	return opt
+}
+
+// container names the role of a node that runs role inside it (the arbiter
+// runs every address mechanism of a device), or "" when the engine runs it:
+// the engine starts and stops only the roles it runs itself.
+func container(eng *engine.Engine, node, role string) string {
+	const arbiter = "arbiter"
+	if role == arbiter {
+		return ""
+	}
+	r, ok := eng.Role(node, arbiter)
+	if !ok {
+		return ""
+	}
+	c, ok := r.(engine.Container)
+	if !ok {
+		return ""
+	}
+	for _, inner := range c.Roles() {
+		if inner.Kind() == role {
+			return arbiter
+		}
+	}
+	return ""
 }
 
 // labLinkStates reads whether each interface of the lab is up, keyed
