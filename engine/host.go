@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os/exec"
 	"time"
+
+	"golang.org/x/net/bpf"
 )
 
 // Host is what the engine needs from one machine (or one network namespace of
@@ -155,6 +157,12 @@ type PacketOptions struct {
 	Cooked bool
 	// Promiscuous puts the interface in promiscuous mode while open.
 	Promiscuous bool
+	// Filter is a classic BPF program (SO_ATTACH_FILTER, see
+	// Documentation/networking/filter.rst) that the kernel runs on every
+	// frame before queueing it: a role that wants one protocol is not woken
+	// by every other frame on the link. Offsets start at the link-layer
+	// header, or at the network header when Cooked. Nil accepts every frame.
+	Filter []bpf.RawInstruction
 }
 
 // Direction of a packet relative to the host, from the kernel's sll_pkttype.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/bpf"
+
 	"github.com/fieldcon/fieldcon/engine"
 )
 
@@ -534,6 +536,7 @@ type packetConn struct {
 	h     *Host
 	iface string
 	opt   engine.PacketOptions
+	vm    *bpf.VM // opt.Filter, run on each injected frame as the kernel would
 	in    chan []byte
 
 	mu       sync.Mutex
@@ -550,6 +553,16 @@ func (h *Host) OpenPacket(iface string, opt engine.PacketOptions) (engine.Packet
 		return nil, fmt.Errorf("packet socket on %s: %w", iface, engine.ErrNotExist)
 	}
 	c := &packetConn{h: h, iface: iface, opt: opt, in: make(chan []byte, 256), done: make(chan struct{})}
+	if len(opt.Filter) > 0 {
+		// x/net/bpf's VM has no ancillary loads (SKF_AD_*) but ExtLen; a
+		// program it cannot run is refused, not silently accepted.
+		ins, ok := bpf.Disassemble(opt.Filter)
+		vm, err := bpf.NewVM(ins)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("packet socket on %s: filter the fake cannot run: %v", iface, err)
+		}
+		c.vm = vm
+	}
 	h.packets = append(h.packets, c)
 	return c, nil
 }
@@ -565,8 +578,16 @@ func (h *Host) Inject(iface string, frame []byte) {
 	}
 	h.mu.Unlock()
 	for _, c := range targets {
+		f := frame
+		if c.vm != nil {
+			n, err := c.vm.Run(frame)
+			if err != nil || n == 0 {
+				continue
+			}
+			f = frame[:min(n, len(frame))]
+		}
 		select {
-		case c.in <- append([]byte(nil), frame...):
+		case c.in <- append([]byte(nil), f...):
 		default:
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/fieldcon/fieldcon/engine"
@@ -64,6 +65,10 @@ func (h *Host) OpenPacket(iface string, opt engine.PacketOptions) (engine.Packet
 	if err != nil {
 		return nil, fmt.Errorf("packet socket on %s in netns %q: %w", iface, h.name, err)
 	}
+	if err := attachFilter(fd, opt.Filter); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("packet socket on %s in netns %q: %w", iface, h.name, err)
+	}
 	if err := setupPacket(fd, a.Index, proto, opt.Promiscuous); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("packet socket on %s in netns %q: %w", iface, h.name, err)
@@ -79,6 +84,41 @@ func (h *Host) OpenPacket(iface string, opt engine.PacketOptions) (engine.Packet
 		linkType: packetLinkType(l, opt.Cooked),
 		bcast:    broadcastAddr(a),
 	}, nil
+}
+
+// attachFilter attaches a classic BPF program (SO_ATTACH_FILTER) before
+// the socket is bound, then reads away whatever was queued before it took
+// effect, so that no frame the filter would have dropped is ever read
+// (libpcap does the same when it sets a filter on a live socket). Unbound
+// with protocol 0 the queue should be empty; the drain makes that a
+// guarantee rather than an assumption about the kernel.
+//
+// Equivalent to: `tcpdump -i $iface 'FILTER'` (tcpdump -d shows the program)
+func attachFilter(fd int, prog []bpf.RawInstruction) error {
+	if len(prog) == 0 {
+		return nil
+	}
+	if len(prog) > 4096 { // BPF_MAXINSNS
+		return fmt.Errorf("SO_ATTACH_FILTER: %d instructions, the kernel takes at most 4096", len(prog))
+	}
+	ins := make([]unix.SockFilter, len(prog))
+	for i, r := range prog {
+		ins[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(ins)), Filter: &ins[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
+		return fmt.Errorf("SO_ATTACH_FILTER: %w", err)
+	}
+	var b [1]byte
+	for {
+		// MSG_TRUNC: drop a queued frame whatever its length.
+		if _, _, err := unix.Recvfrom(fd, b[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC); err != nil {
+			if err == unix.EAGAIN || err == unix.EWOULDBLOCK {
+				return nil
+			}
+			return fmt.Errorf("drain before filter: %w", err)
+		}
+	}
 }
 
 func setupPacket(fd, ifindex int, proto uint16, promisc bool) error {

@@ -59,7 +59,7 @@ func openClientIO(ctx context.Context, env *engine.Env, iface string, giaddr, se
 		}
 		return cio, nil
 	}
-	cio.pkt, err = env.Host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthIPv4})
+	cio.pkt, err = env.Host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthIPv4, Filter: ClientFilter()})
 	if err != nil {
 		return nil, fmt.Errorf("dhcp client: packet socket on %s (needs CAP_NET_RAW): %w", iface, err)
 	}
@@ -178,7 +178,7 @@ func (p *ProbeConfig) defaults() {
 // and reports whether another station answered for it or claimed it.
 func arpProbe(ctx context.Context, env *engine.Env, iface string, mac net.HardwareAddr, addr netip.Addr, pc ProbeConfig) (bool, net.HardwareAddr, error) {
 	pc.defaults()
-	s, err := env.Host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthARP})
+	s, err := env.Host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthARP, Filter: ARPFilter(addr)})
 	if err != nil {
 		return false, nil, fmt.Errorf("arp probe on %s: %w", iface, err)
 	}

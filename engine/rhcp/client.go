@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/dhcp"
 	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
 )
@@ -131,7 +132,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 		}
 	}
 	env.Progress.Done("link address")
-	pc, err := env.Host.OpenPacket(c.cfg.Iface, engine.PacketOptions{Protocol: engine.EthIPv4, Cooked: true})
+	pc, err := env.Host.OpenPacket(c.cfg.Iface, probeSocket(c.port))
 	if err != nil {
 		return fmt.Errorf("rhcp_client: packet socket on %s: %w", c.cfg.Iface, err)
 	}
@@ -159,6 +160,13 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	}
 }
 
+// probeSocket is the client's packet socket: cooked IPv4, filtered in the
+// kernel to UDP datagrams to the RHCP port, so other traffic on the link
+// never wakes the reader.
+func probeSocket(port uint16) engine.PacketOptions {
+	return engine.PacketOptions{Protocol: engine.EthIPv4, Cooked: true, Filter: dhcp.UDPDstPortFilter(port, true)}
+}
+
 // readProbes lifts UDP datagrams to port from a packet socket on iface: the
 // kernel drops a probe for an address the device does not own yet, but the
 // AF_PACKET socket has seen it (DESIGN.md "Notes from the field"). A link
@@ -175,7 +183,7 @@ func readProbes(ctx context.Context, env *engine.Env, iface string, pc engine.Pa
 			case <-time.After(250 * time.Millisecond):
 			}
 			var err error
-			if pc, err = env.Host.OpenPacket(iface, engine.PacketOptions{Protocol: engine.EthIPv4, Cooked: true}); err != nil {
+			if pc, err = env.Host.OpenPacket(iface, probeSocket(port)); err != nil {
 				pc = nil
 				continue
 			}

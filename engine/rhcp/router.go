@@ -93,7 +93,7 @@ func (r *AccessRouter) runCache(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return fmt.Errorf("access_router: watch links: %w", err)
 	}
-	pc, err := env.Host.OpenPacket(r.cfg.Upstream, engine.PacketOptions{Protocol: engine.EthIPv4, Cooked: true})
+	pc, err := env.Host.OpenPacket(r.cfg.Upstream, probeSocket(r.port))
 	if err != nil {
 		return fmt.Errorf("access_router: packet socket on %s: %w", r.cfg.Upstream, err)
 	}
