@@ -14,9 +14,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/drivers/linux"
-	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/dhcp"
 	"github.com/fieldcon/fieldcon/engine/site"
 	"github.com/fieldcon/fieldcon/engine/store"
@@ -179,7 +180,11 @@ func readLeases(path string) ([]dhcp.ServerLease, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no store at %s (has the server run with this --state?): %w", path, err)
 	}
-	st, err := store.Open(path)
+	var st *store.Store
+	err := errStoreLocked
+	if !heldByServer(path) {
+		st, err = store.Open(path)
+	}
 	if err != nil {
 		tmp, cerr := copyToTemp(path)
 		if cerr != nil {
@@ -192,6 +197,24 @@ func readLeases(path string) ([]dhcp.ServerLease, error) {
 	}
 	defer st.Close()
 	return dhcp.LoadLeases(st)
+}
+
+var errStoreLocked = errors.New("store held by a running server")
+
+// heldByServer reports whether a running server holds the store's lock
+// (bbolt flocks its file exclusively), so the copy is read at once instead
+// of after store.Open's lock timeout.
+func heldByServer(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
 }
 
 func copyToTemp(path string) (string, error) {
@@ -268,16 +291,15 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
 		return exitFailure
 	}
-	// From port 67 as RFC 3203 says; shared with a running server for the
-	// moment of the send.
-	conn, err := h.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), dhcp.ServerPort), engine.UDPOptions{ReuseAddr: true})
-	if err != nil {
-		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+	if !sid.IsValid() {
+		fmt.Fprintf(stderr, "fieldcon forcerenew: node %s has no server_id and no IPv4 address on %s to send from\n", n.Name, n.DHCPServer.Ifaces[0])
 		return exitFailure
 	}
-	_, err = conn.WriteToUDPAddrPort(raw, to)
-	conn.Close()
-	if err != nil {
+	// From port 67 as RFC 3203 says, but through a send-only raw socket: a
+	// second socket bound to 67 next to a running server (SO_REUSEPORT)
+	// would be handed some of the server's requests, and the client's
+	// renewal, which comes back at once, is the likeliest to be one.
+	if err := h.SendIPv4(dhcp.BuildDatagram(netip.AddrPortFrom(sid, dhcp.ServerPort), to, raw)); err != nil {
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
 		return exitFailure
 	}

@@ -251,3 +251,33 @@ func (c *packetConn) Close() error {
 	}
 	return nil
 }
+
+// SendIPv4 sends one complete IPv4 packet, header included, through a
+// send-only raw socket (raw(7): IPPROTO_RAW implies IP_HDRINCL and never
+// receives). The kernel routes it and resolves the next hop as for any
+// packet, fills in the IP ID and header checksum, and sends the source the
+// header names. Because no port is bound, a datagram can leave from a port
+// a running server owns (a FORCERENEW from 67) without taking any of that
+// server's traffic, as a second socket bound there with SO_REUSEPORT would.
+//
+// Equivalent to: `ip netns exec $ns nping --udp -S $src -g $sport -p $dport $dst`
+func (h *Host) SendIPv4(pkt []byte) error {
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return errors.New("send ipv4: not an IPv4 packet")
+	}
+	var fd int
+	err := h.inNetns(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("send ipv4: raw socket in netns %q (needs CAP_NET_RAW): %w", h.name, err)
+	}
+	defer unix.Close(fd)
+	dst := &unix.SockaddrInet4{Addr: [4]byte(pkt[16:20])}
+	if err := unix.Sendto(fd, pkt, 0, dst); err != nil {
+		return fmt.Errorf("send ipv4 to %d.%d.%d.%d in netns %q: %w", dst.Addr[0], dst.Addr[1], dst.Addr[2], dst.Addr[3], h.name, err)
+	}
+	return nil
+}

@@ -39,27 +39,40 @@ func BuildFrame(f Frame) []byte {
 	if dst == nil {
 		dst = broadcastMAC
 	}
-	udpLen := udpHeaderLen + len(f.Payload)
-	b := make([]byte, ethHeaderLen+ipv4HeaderLen+udpLen)
+	b := make([]byte, ethHeaderLen, ethHeaderLen+ipv4HeaderLen+udpHeaderLen+len(f.Payload))
 	copy(b[0:6], dst)
 	copy(b[6:12], f.SrcMAC)
 	binary.BigEndian.PutUint16(b[12:14], 0x0800)
+	return appendDatagram(b, f.Src, f.Dst, f.Payload)
+}
 
-	ip := b[ethHeaderLen : ethHeaderLen+ipv4HeaderLen]
+// BuildDatagram encodes an IPv4 packet (no options, DF clear, TTL 64)
+// carrying one UDP datagram with its checksum: what a send-only raw socket
+// (raw(7), IPPROTO_RAW) takes, e.g. a FORCERENEW sent from port 67 without
+// binding it.
+func BuildDatagram(src, dst netip.AddrPort, payload []byte) []byte {
+	return appendDatagram(make([]byte, 0, ipv4HeaderLen+udpHeaderLen+len(payload)), src, dst, payload)
+}
+
+func appendDatagram(b []byte, src, dst netip.AddrPort, payload []byte) []byte {
+	off := len(b)
+	udpLen := udpHeaderLen + len(payload)
+	b = append(b, make([]byte, ipv4HeaderLen+udpLen)...)
+	ip := b[off : off+ipv4HeaderLen]
 	ip[0] = 0x45
 	binary.BigEndian.PutUint16(ip[2:4], uint16(ipv4HeaderLen+udpLen))
 	ip[8] = 64 // TTL
 	ip[9] = 17 // UDP
-	src4, dst4 := f.Src.Addr().As4(), f.Dst.Addr().As4()
+	src4, dst4 := src.Addr().As4(), dst.Addr().As4()
 	copy(ip[12:16], src4[:])
 	copy(ip[16:20], dst4[:])
 	binary.BigEndian.PutUint16(ip[10:12], checksum(ip, 0))
 
-	udp := b[ethHeaderLen+ipv4HeaderLen:]
-	binary.BigEndian.PutUint16(udp[0:2], f.Src.Port())
-	binary.BigEndian.PutUint16(udp[2:4], f.Dst.Port())
+	udp := b[off+ipv4HeaderLen:]
+	binary.BigEndian.PutUint16(udp[0:2], src.Port())
+	binary.BigEndian.PutUint16(udp[2:4], dst.Port())
 	binary.BigEndian.PutUint16(udp[4:6], uint16(udpLen))
-	copy(udp[8:], f.Payload)
+	copy(udp[8:], payload)
 	// RFC 768: the checksum covers a pseudo-header of addresses, protocol
 	// and length; a computed zero is sent as all ones.
 	var pseudo uint32
