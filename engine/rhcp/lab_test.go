@@ -470,8 +470,9 @@ func TestLabProbeCachedWhileLinkDown(t *testing.T) {
 	}
 }
 
-// TestLabLoss runs both labs with 10% netem loss on every link: slower, but
-// the device ends with its address and the server stops probing.
+// TestLabLoss runs both labs with the lab's own 10% loss on every link
+// (netem, or drivers/lab's nft egress drop without it): slower, but the
+// device ends with its address and the server stops probing.
 func TestLabLoss(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, name := range []string{"rhcp", "rhcp-dhcp"} {
@@ -526,39 +527,55 @@ func lossRound(t *testing.T, name string, l *lab.Lab, p *profiles.Profile, round
 	}
 }
 
-// lossyLab brings p's lab up with pct% loss on every link: netem as the
-// profile says when the kernel has it; otherwise an nftables rule in every
-// node's namespace that drops pct% of what leaves through a lab link
-// (postrouting, so the peer's packet sockets never see the dropped packet,
-// as with netem on the sender's egress).
+// lossyLab brings p's lab up with pct% loss on every link, as a profile
+// would say it (`loss = 10` on each [[lab.link]]): drivers/lab uses netem
+// when the kernel has it and a netdev egress drop rule otherwise. At cleanup
+// it counts what the links dropped, so a lab that silently lost no packet
+// fails the test instead of passing as "lossy".
 func lossyLab(t *testing.T, p *profiles.Profile, pct int) *lab.Lab {
 	t.Helper()
-	if _, err := os.Stat("/sys/module/sch_netem"); err == nil {
-		for i := range p.Lab.Links {
-			p.Lab.Links[i].Loss = float64(pct)
-		}
-		l := labtest.Up(t, p)
-		t.Logf("loss: netem %d%% on every link", pct)
-		return l
+	for i := range p.Lab.Links {
+		p.Lab.Links[i].Loss = float64(pct)
 	}
-	labtest.RequireBinary(t, "nft")
 	l := labtest.Up(t, p)
-	for _, n := range p.Nodes {
-		ns := l.Netns(n.Name)
-		labtest.Exec(t, ns, "nft", "add", "table", "inet", "fcloss")
-		labtest.Exec(t, ns, "nft", "add chain inet fcloss post { type filter hook postrouting priority 0; }")
-		labtest.Exec(t, ns, "nft", fmt.Sprintf(`add rule inet fcloss post oifname != "lo" numgen random mod 100 < %d counter drop`, pct))
-	}
 	t.Cleanup(func() {
+		total := 0
 		for _, n := range p.Nodes {
-			out, _ := exec.Command("ip", "netns", "exec", l.Netns(n.Name), "nft", "list", "chain", "inet", "fcloss", "post").CombinedOutput()
-			if i := strings.Index(string(out), "counter packets "); i >= 0 {
-				t.Logf("loss on %s: dropped %s", n.Name, strings.Fields(string(out)[i+len("counter "):])[:4])
-			}
+			dropped := labDrops(t, l.Netns(n.Name))
+			t.Logf("loss on %s: %d frames dropped", n.Name, dropped)
+			total += dropped
+		}
+		if total == 0 {
+			t.Errorf("the lab's %d%% loss dropped no frame at all", pct)
 		}
 	})
-	t.Logf("loss: no netem in this kernel; nftables drops %d%% of every node's outgoing lab traffic", pct)
 	return l
+}
+
+// labDrops sums the frames the lab's loss dropped in one namespace: the
+// counters of drivers/lab's netdev egress rules (`nft list table netdev
+// fieldcon_lab`) and netem's "dropped" (`tc -s qdisc show`).
+func labDrops(t *testing.T, ns string) int {
+	t.Helper()
+	total := 0
+	count := func(out []byte, word string) {
+		f := strings.Fields(string(out))
+		for i := 0; i+1 < len(f); i++ {
+			if strings.TrimPrefix(f[i], "(") == word {
+				n, err := strconv.Atoi(strings.TrimSuffix(f[i+1], ","))
+				if err == nil {
+					total += n
+				}
+			}
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "netdev", "fieldcon_lab").CombinedOutput(); err == nil {
+		count(out, "packets")
+	}
+	if out, err := exec.Command("tc", "-n", ns, "-s", "qdisc", "show").CombinedOutput(); err == nil && strings.Contains(string(out), "netem") {
+		count(out, "dropped")
+	}
+	return total
 }
 
 // TestLabDemo: the embedded demo's RHCP part works (the server addresses the
