@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/fieldcon/fieldcon/drivers/lab"
 )
@@ -33,15 +34,21 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "fieldcon: labs need root for network namespaces: run with sudo")
+		fmt.Fprintf(stderr, "fieldcon: %v\n", needRoot("labs need root for their network namespaces"))
 		return exitUsage
 	}
 	name := f.lab(p)
 	var l *lab.Lab
 	switch verb {
 	case "up":
-		l, err = lab.Up(ctx, p, name)
+		if l, err = lab.Up(ctx, p, name); err == nil && f.stateDir == "" {
+			err = resetLabState(p, name)
+		}
 	case "down":
+		if !lab.Exists(name) {
+			fmt.Fprintf(stdout, "lab %s is not up; nothing to remove\n", name)
+			return exitOK
+		}
 		if err = lab.Down(name); err == nil {
 			fmt.Fprintf(stdout, "lab %s removed\n", name)
 			return exitOK
@@ -68,7 +75,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if ln.Up {
 				state = "up"
 			}
-			fmt.Fprintf(stdout, "    %-10s %-4s mtu %-5d peer %-14s %v\n", ln.Name, state, ln.MTU, ln.Peer, ln.Addresses)
+			fmt.Fprintf(stdout, "    %-10s %-4s mtu %-5d peer %-14s %s\n", ln.Name, state, ln.MTU, ln.Peer, strings.Join(ln.Addresses, " "))
 		}
 	}
 	return exitOK

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -81,14 +82,23 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 			return nil, usageError{fmt.Errorf("profile %s has no [lab] section; run without --lab on real interfaces", p.Source)}
 		}
 		if os.Geteuid() != 0 {
-			return nil, errors.New("a lab needs root for network namespaces: run with sudo")
+			return nil, needRoot("a lab needs root for its network namespaces")
 		}
 		s.labName = f.lab(p)
 		if !lab.Exists(s.labName) {
 			if _, err := lab.Up(ctx, p, s.labName); err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("lab %s: interrupted while building it; nothing was left behind", s.labName)
+				}
 				return nil, fmt.Errorf("lab %s: %w", s.labName, err)
 			}
 			s.builtLab = true
+			if f.stateDir == "" {
+				if err := resetLabState(p, s.labName); err != nil {
+					s.close()
+					return nil, err
+				}
+			}
 		}
 		name := s.labName
 		opt.Netns = func(node string) string { return lab.NetnsName(name, node) }
@@ -99,9 +109,41 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 	s.site, err = site.Build(p, opt)
 	if err != nil {
 		s.close()
+		if permissionDenied(err) {
+			return nil, usageError{fmt.Errorf("%w: run it as root (sudo fieldcon ...), or give the binary CAP_NET_ADMIN and CAP_NET_RAW", err)}
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// needRoot is the error of a command run without the privileges it needs:
+// it says what to do, and exits 2 like the console does (the invocation is
+// wrong, not the run).
+func needRoot(what string) error {
+	return usageError{fmt.Errorf("%s: run it as root (sudo fieldcon ...)", what)}
+}
+
+// permissionDenied reports whether err comes from missing privileges. The
+// netlink library flattens some errno values into text, hence the fallback.
+func permissionDenied(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || strings.Contains(err.Error(), "operation not permitted")
+}
+
+// resetLabState empties the default stores of a lab that was just built.
+// The namespaces are new, so whatever the stores remember about their
+// devices is stale: an RHCP server would otherwise keep a client
+// "confirmed" from an earlier run and never probe the new, unaddressed
+// device. A lab that was already up keeps its state (its devices do too).
+func resetLabState(p *profiles.Profile, labName string) error {
+	if err := lab.ValidName(labName); err != nil {
+		return err
+	}
+	dir := site.DefaultStateDir(p, labName)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("lab %s: clear the stores a previous run left in %s: %w", labName, dir, err)
+	}
+	return nil
 }
 
 // close releases the site and removes the lab if this session built it.

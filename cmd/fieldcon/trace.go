@@ -217,6 +217,9 @@ func openTraceHosts(p *profiles.Profile, f *siteFlags) ([]tracedNode, error) {
 		}
 		h, err := linux.Open("")
 		if err != nil {
+			if permissionDenied(err) {
+				return nil, usageError{fmt.Errorf("%w: capturing needs root (sudo fieldcon ...) or CAP_NET_ADMIN and CAP_NET_RAW", err)}
+			}
 			return nil, err
 		}
 		return []tracedNode{{name: name, host: h, opened: true}}, nil
@@ -225,7 +228,7 @@ func openTraceHosts(p *profiles.Profile, f *siteFlags) ([]tracedNode, error) {
 		return nil, usageError{fmt.Errorf("profile %s has no [lab] section; trace without --lab on this machine's interfaces", p.Source)}
 	}
 	if os.Geteuid() != 0 {
-		return nil, errors.New("tracing a lab needs root for its network namespaces: run with sudo")
+		return nil, needRoot("tracing a lab needs root for its network namespaces")
 	}
 	labName := f.lab(p)
 	if !lab.Exists(labName) {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fieldcon/fieldcon/drivers/lab/labtest"
+	"github.com/fieldcon/fieldcon/engine/site"
+	"github.com/fieldcon/fieldcon/profiles"
+)
+
+// TestRunFreshLabProbesAgain runs the rhcp lab twice with the default state
+// directory. Each run builds a new lab whose device has no address, so each
+// must end with the device's mechanism won. Before the fix the second run's
+// server found ESN-0001 "confirmed" in the first run's store and never
+// probed it.
+func TestRunFreshLabProbesAgain(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := buildBinary(t)
+	name := labtest.UniqueName("f")
+	p, err := profiles.Load("rhcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := site.DefaultStateDir(p, name)
+	t.Cleanup(func() {
+		exec.Command(bin, "lab", "down", "-p", "rhcp", "--lab-name", name).Run()
+		os.RemoveAll(state)
+	})
+	for run := 1; run <= 2; run++ {
+		out, err := exec.Command(bin, "run", "-p", "rhcp", "--lab", "--lab-name", name, "--json", "--for", "4s").Output()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", run, err, out)
+		}
+		if !strings.Contains(string(out), `"kind":"mechanism.won"`) {
+			t.Fatalf("run %d of a freshly built lab: the device never won its address; events:\n%s", run, out)
+		}
+		if _, err := os.Stat(filepath.Join(state, "server.db")); err != nil {
+			t.Fatalf("run %d: the server's store is not in the default state directory: %v", run, err)
+		}
+	}
+}
+
+// TestLabDownWhenNotUp: removing a lab that is not there says so instead of
+// claiming it was removed.
+func TestLabDownWhenNotUp(t *testing.T) {
+	labtest.RequireRoot(t)
+	name := labtest.UniqueName("n")
+	code, stdout, stderr := runCLI(t, "lab", "down", "-p", "rhcp", "--lab-name", name)
+	if code != exitOK || !strings.Contains(stdout, "not up") {
+		t.Fatalf("lab down of a lab that is not up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestWithoutRootSaysSudo runs the commands that need root as nobody: each
+// exits 2 and says how to run it, never a raw errno.
+func TestWithoutRootSaysSudo(t *testing.T) {
+	labtest.RequireRoot(t)
+	setpriv := labtest.RequireBinary(t, "setpriv")
+	dir, err := os.MkdirTemp("", "fieldcon-noroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "fieldcon")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, args := range [][]string{
+		{"run", "-p", "rhcp", "--lab", "--lab-name", labtest.UniqueName("s"), "--for", "1s"},
+		{"run", "-p", "rhcp", "--for", "1s", "--state", dir},
+		{"lab", "up", "-p", "rhcp", "--lab-name", labtest.UniqueName("s")},
+		{"trace", "-p", "rhcp", "--lab", "--for", "1s"},
+	} {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
+		out, _ := cmd.CombinedOutput()
+		code := cmd.ProcessState.ExitCode()
+		if code != exitUsage || !strings.Contains(string(out), "as root") {
+			t.Errorf("fieldcon %v as nobody: exit %d, want %d and a message saying to run as root; got %q", args, code, exitUsage, out)
+		}
+	}
+}
