@@ -26,6 +26,7 @@ var mechanismNames = []string{"static", "rhcp", "rhcp+dhcp", "dhcp"}
 
 func (v *validator) profile(p *Profile) {
 	v.p = p
+	v.profileName(p)
 	if len(p.Nodes) == 0 {
 		v.errorf("", "the profile has no nodes; add at least one [[node]] table with a name")
 	}

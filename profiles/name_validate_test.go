@@ -1,0 +1,40 @@
+package profiles
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestProfileNameIsOnePathElement: the name becomes a state directory, so
+// one that climbs out of /var/lib/fieldcon is refused with its position.
+func TestProfileNameIsOnePathElement(t *testing.T) {
+	for _, tt := range []struct {
+		file, name string
+		ok         bool
+	}{
+		{"x.toml", `"rhcp-dhcp"`, true},
+		{"x.toml", `"Site_2.b"`, true},
+		{"x.toml", "", true}, // from the file name
+		{"x.toml", `"../../etc"`, false},
+		{"x.toml", `"a/b"`, false},
+		{"x.toml", `".hidden"`, false},
+		{"x.toml", `""`, true}, // empty means the file name
+		{"My Site.toml", "", false},
+	} {
+		src := "[[node]]\nname = \"a\"\n"
+		if tt.name != "" {
+			src = "name = " + tt.name + "\n" + src
+		}
+		_, err := Parse(tt.file, []byte(src))
+		if tt.ok && err != nil {
+			t.Errorf("%s name %s: %v", tt.file, tt.name, err)
+		}
+		if !tt.ok {
+			if err == nil || !strings.Contains(err.Error(), "profile name") {
+				t.Errorf("%s name %s: error %v, want one about the profile name", tt.file, tt.name, err)
+			} else if tt.name != "" && !strings.HasPrefix(err.Error(), tt.file+":1:") {
+				t.Errorf("%s name %s: error %q lacks the name's position", tt.file, tt.name, err)
+			}
+		}
+	}
+}
