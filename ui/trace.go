@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"sort"
 	"strings"
@@ -33,11 +34,11 @@ type TraceSource interface {
 	WritePcapng(w io.Writer, f *trace.Filter) (trace.ExportResult, error)
 }
 
-// window says which summaries the list shows: the newest (follow), those
-// from a sequence number on, or those before one.
+// window says which summaries the list shows, in capture-time order: the
+// newest (follow), those from a row's key on, or those before one.
 type window struct {
 	kind windowKind
-	seq  uint64
+	key  rowKey
 }
 
 type windowKind uint8
@@ -71,9 +72,9 @@ type tracePane struct {
 	gen    int // bumps when the filter or window changes; stale fetches are dropped
 
 	// What the last fetch returned: the rows shown (in capture-time order),
-	// their sequence numbers (ascending, for moving the window) and lines.
-	rows []trace.Summary
-	seqs []uint64
+	// the newest sequence number among them, and their lines.
+	rows   []trace.Summary
+	maxSeq uint64
 	// ordered, scanned and followGen let a filtered follow window read
 	// only what arrived since the last refresh (see readReq).
 	ordered   []trace.Summary
@@ -84,6 +85,7 @@ type tracePane struct {
 	stats     traceStats
 	sel       int // index into rows
 	selSeq    uint64
+	selKey    rowKey
 	pending   bool
 	listH     int
 
@@ -103,10 +105,10 @@ type traceStats struct {
 
 // traceMsg carries what a fetch read from the ring.
 type traceMsg struct {
-	gen  int
-	rows []trace.Summary
-	seqs []uint64 // the rows' sequence numbers, ascending
-	// ordered is the rows in sequence order and scanned how far the ring
+	gen    int
+	rows   []trace.Summary
+	maxSeq uint64
+	// ordered is a copy of the rows and scanned how far the ring
 	// was read: a filtered follow window continues from them.
 	ordered []trace.Summary
 	scanned uint64
@@ -190,6 +192,7 @@ type readReq struct {
 
 func readWindow(req readReq) traceMsg {
 	src, f, h, win := req.src, req.f, req.h, req.win
+	rd := orderedReader{src: src, f: f, h: h}
 	var rows []trace.Summary
 	var scanned uint64
 	switch win.kind {
@@ -197,35 +200,20 @@ func readWindow(req readReq) traceMsg {
 		if req.prev != nil && req.scanned >= src.First() {
 			rows, scanned = followOn(src, f, req.prev, req.scanned, h)
 		} else {
-			scanned = src.Next()
-			rows = src.Before(f, scanned, h)
+			rows, scanned = rd.newest()
 		}
 	case winFrom:
-		rows = src.RangeFiltered(f, win.seq, h)
-		if len(rows) < h {
-			start := win.seq
-			if len(rows) > 0 {
-				start = rows[0].Seq
-			}
-			rows = append(src.Before(f, start, h-len(rows)), rows...)
-		}
+		rows = rd.from(win.key)
 	case winBefore:
-		rows = src.Before(f, win.seq, h)
-		if len(rows) < h {
-			rows = append(rows, src.RangeFiltered(f, win.seq, h-len(rows))...)
-		}
+		rows = rd.before(win.key)
 	}
 	ordered := make([]trace.Summary, len(rows)) // non-nil even when empty: a window with no match yet continues too
 	copy(ordered, rows)
-	// The ring is in arrival order, which interleaves the capture goroutines
-	// of different namespaces by a few microseconds; show the window in
-	// capture-time order, and keep the sequence numbers for scrolling.
-	seqs := make([]uint64, len(rows))
+	var maxSeq uint64
 	for i := range rows {
-		seqs[i] = rows[i].Seq
+		maxSeq = max(maxSeq, rows[i].Seq)
 	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Time < rows[j].Time })
-	msg := traceMsg{gen: req.gen, rows: rows, seqs: seqs, ordered: ordered, scanned: scanned, ifaces: src.Interfaces()}
+	msg := traceMsg{gen: req.gen, rows: rows, maxSeq: maxSeq, ordered: ordered, scanned: scanned, ifaces: src.Interfaces()}
 	msg.stats = traceStats{first: src.First(), next: src.Next(), dropped: src.Dropped(), held: src.Len(), matching: req.matching}
 	switch {
 	case f == nil:
@@ -255,10 +243,9 @@ func followOn(src TraceSource, f *trace.Filter, prev []trace.Summary, scanned ui
 	}
 	for {
 		out, next, _ := src.Follow(f, scanned, h)
-		rows = append(rows, out...)
-		if len(rows) > h {
-			rows = append(rows[:0], rows[len(rows)-h:]...)
-		}
+		// A match that arrived late may belong before the ones shown:
+		// keep the newest h in capture-time order.
+		rows = lastH(append(rows, out...), h)
 		scanned = next
 		if len(out) < h {
 			return rows, scanned
@@ -283,17 +270,17 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 		if msg.gen != p.gen {
 			return p.fetch(m) // the window moved while reading: read again
 		}
-		p.rows, p.seqs, p.lines, p.ifaces, p.stats = msg.rows, msg.seqs, msg.lines, msg.ifaces, msg.stats
+		p.rows, p.maxSeq, p.lines, p.ifaces, p.stats = msg.rows, msg.maxSeq, msg.lines, msg.ifaces, msg.stats
 		p.ordered, p.scanned, p.followGen = msg.ordered, msg.scanned, msg.gen
 		switch {
 		case p.win.kind == winFollow:
 			p.sel = len(p.rows) - 1
 		default:
-			p.sel = p.indexOf(p.selSeq)
+			p.sel = p.indexOf(p.selSeq, p.selKey)
 		}
 		p.sel = min(max(p.sel, 0), max(len(p.rows)-1, 0))
 		if len(p.rows) > 0 {
-			p.selSeq = p.rows[p.sel].Seq
+			p.selSeq, p.selKey = p.rows[p.sel].Seq, keyOf(&p.rows[p.sel])
 		}
 		return p.loadDetail(m)
 	case traceDetailMsg:
@@ -314,23 +301,15 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 	return nil
 }
 
-// indexOf finds the row of seq, or of the sequence number just after it
-// when it left the window.
-func (p *tracePane) indexOf(seq uint64) int {
-	if len(p.seqs) > 0 && seq < p.seqs[0] {
-		return 0 // before the window (g: the oldest): the first row in time
-	}
-	if j := sort.Search(len(p.seqs), func(j int) bool { return p.seqs[j] >= seq }); j < len(p.seqs) {
-		seq = p.seqs[j]
-	} else if len(p.seqs) > 0 {
-		seq = p.seqs[len(p.seqs)-1]
-	}
-	for i, r := range p.rows {
-		if r.Seq == seq {
+// indexOf finds the row of the selected packet, or of the packet just
+// after it in capture-time order when it left the window.
+func (p *tracePane) indexOf(seq uint64, k rowKey) int {
+	for i := range p.rows {
+		if p.rows[i].Seq == seq {
 			return i
 		}
 	}
-	return len(p.rows) - 1
+	return sort.Search(len(p.rows), func(i int) bool { return !keyOf(&p.rows[i]).less(k) })
 }
 
 // moveTo asks for a new window and reads it.
@@ -355,19 +334,19 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 			break
 		}
 		if n > 0 {
-			return p.scroll(m, window{winBefore, p.seqs[n-1]})
+			return p.scroll(m, window{winBefore, keyOf(&p.rows[n-1])})
 		}
 	case key.Matches(msg, k.Down):
 		if p.sel < n-1 {
 			p.sel++
 			break
 		}
-		if n > 0 && p.seqs[n-1]+1 >= p.stats.next {
+		if n > 0 && p.maxSeq+1 >= p.stats.next {
 			// At the newest packet: carry on following, as tcpdump would.
 			return p.moveTo(m, window{kind: winFollow})
 		}
 		if n > 1 && p.win.kind != winFollow {
-			return p.scroll(m, window{winFrom, p.seqs[1]})
+			return p.scroll(m, window{winFrom, keyOf(&p.rows[1])})
 		}
 	case p.detail && key.Matches(msg, k.PgUp):
 		p.detailOff = max(p.detailOff-5, 0)
@@ -377,15 +356,15 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 		return nil
 	case key.Matches(msg, k.PgUp):
 		if n > 0 {
-			return p.scroll(m, window{winBefore, p.seqs[0]})
+			return p.scroll(m, window{winBefore, keyOf(&p.rows[0])})
 		}
 	case key.Matches(msg, k.PgDown):
 		if n > 0 && p.win.kind != winFollow {
-			return p.scroll(m, window{winFrom, p.seqs[n-1] + 1})
+			return p.scroll(m, window{winFrom, keyOf(&p.rows[n-1]).after()})
 		}
 	case key.Matches(msg, k.Top):
-		p.selSeq, p.sel = 0, 0
-		return p.scroll(m, window{winFrom, 0})
+		p.selSeq, p.selKey, p.sel = math.MaxUint64, oldestKey, 0 // no packet: the first in time
+		return p.scroll(m, window{winFrom, oldestKey})
 	case key.Matches(msg, k.Bottom), key.Matches(msg, k.Follow):
 		p.paused = false
 		return p.moveTo(m, window{kind: winFollow})
@@ -425,7 +404,7 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 		return p.export(m)
 	}
 	if n > 0 {
-		p.selSeq = p.rows[p.sel].Seq
+		p.selSeq, p.selKey = p.rows[p.sel].Seq, keyOf(&p.rows[p.sel])
 	}
 	return p.loadDetail(m)
 }
@@ -434,7 +413,7 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 // user moved to does not run away as new ones arrive.
 func (p *tracePane) hold() {
 	if p.win.kind == winFollow && len(p.rows) > 0 {
-		p.win = window{winFrom, p.seqs[0]}
+		p.win = window{winFrom, keyOf(&p.rows[0])}
 		p.gen++
 	}
 }
@@ -444,7 +423,7 @@ func (p *tracePane) anchor() window {
 	if p.win.kind == winFollow || len(p.rows) == 0 {
 		return window{kind: winFollow}
 	}
-	return window{winFrom, p.seqs[0]}
+	return window{winFrom, keyOf(&p.rows[0])}
 }
 
 // scroll leaves follow mode: the list stays where the user put it while
