@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -31,6 +32,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if p.Lab != nil {
 		fmt.Fprintf(stdout, "  lab: %d links\n", len(p.Lab.Links))
+		// The lab is named after the profile unless --lab-name says otherwise;
+		// say so now rather than at `lab up`.
+		if err := lab.ValidName(p.Name); err != nil {
+			fmt.Fprintf(stdout, "  note: %v, so run the lab with --lab-name NAME\n", err)
+		}
 	}
 	return exitOK
 }

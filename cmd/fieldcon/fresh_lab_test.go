@@ -86,3 +86,31 @@ func TestWithoutRootSaysSudo(t *testing.T) {
 		}
 	}
 }
+
+// TestLabNameFromProfileMustFit: a profile whose name cannot name a lab is
+// valid, but check says so, and lab commands exit 2 pointing at --lab-name
+// (they used to exit 1 from deep inside the lab driver).
+func TestLabNameFromProfileMustFit(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "Site-A.toml")
+	src := "[[node]]\nname = \"a\"\n[[node]]\nname = \"b\"\n[lab]\n[[lab.link]]\na = \"a:eth0\"\nb = \"b:eth0\"\n"
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "check", file)
+	if code != exitOK || !strings.Contains(stdout, "--lab-name") {
+		t.Errorf("check: exit %d, stdout %q, stderr %q; want ok with a note about --lab-name", code, stdout, stderr)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping the lab commands; they need root (the name is checked after the root check)")
+	}
+	for _, args := range [][]string{
+		{"lab", "up", "-p", file},
+		{"run", "-p", file, "--lab", "--for", "1s"},
+		{"trace", "-p", file, "--lab", "--for", "1s"},
+	} {
+		code, _, stderr := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(stderr, "--lab-name") {
+			t.Errorf("fieldcon %v: exit %d, stderr %q; want %d and a pointer to --lab-name", args[:2], code, stderr, exitUsage)
+		}
+	}
+}

@@ -37,7 +37,11 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fieldcon: %v\n", needRoot("labs need root for their network namespaces"))
 		return exitUsage
 	}
-	name := f.lab(p)
+	name, err := f.checkedLab(p)
+	if err != nil {
+		fmt.Fprintf(stderr, "fieldcon: %v\n", err)
+		return exitUsage
+	}
 	var l *lab.Lab
 	switch verb {
 	case "up":

@@ -52,7 +52,11 @@ func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	netns, labName := "", ""
 	if f.useLab {
-		labName = f.lab(p)
+		var err error
+		if labName, err = f.checkedLab(p); err != nil {
+			fmt.Fprintf(stderr, "fieldcon nat: %v\n", err)
+			return exitUsage
+		}
 		if !lab.Exists(labName) {
 			fmt.Fprintf(stderr, "fieldcon nat: lab %s is not up; start it with `fieldcon run -p %s --lab`\n", labName, f.profile)
 			return exitFailure

@@ -68,6 +68,16 @@ func (f *siteFlags) lab(p *profiles.Profile) string {
 	return p.Name
 }
 
+// checkedLab is lab, refusing a name that cannot name namespaces (the
+// profile's name may be one, e.g. with capitals) and saying how to pick one.
+func (f *siteFlags) checkedLab(p *profiles.Profile) (string, error) {
+	name := f.lab(p)
+	if err := lab.ValidName(name); err != nil {
+		return "", usageError{fmt.Errorf("%w; choose one with --lab-name NAME", err)}
+	}
+	return name, nil
+}
+
 // open loads the profile, brings its lab up when asked (reusing one that is
 // already up), and builds the site.
 func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error) {
@@ -84,7 +94,9 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 		if os.Geteuid() != 0 {
 			return nil, needRoot("a lab needs root for its network namespaces")
 		}
-		s.labName = f.lab(p)
+		if s.labName, err = f.checkedLab(p); err != nil {
+			return nil, err
+		}
 		if !lab.Exists(s.labName) {
 			if _, err := lab.Up(ctx, p, s.labName); err != nil {
 				if ctx.Err() != nil {

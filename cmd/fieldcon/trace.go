@@ -230,7 +230,10 @@ func openTraceHosts(p *profiles.Profile, f *siteFlags) ([]tracedNode, error) {
 	if os.Geteuid() != 0 {
 		return nil, needRoot("tracing a lab needs root for its network namespaces")
 	}
-	labName := f.lab(p)
+	labName, err := f.checkedLab(p)
+	if err != nil {
+		return nil, err
+	}
 	if !lab.Exists(labName) {
 		return nil, fmt.Errorf("lab %s is not up: start it with `fieldcon run -p %s --lab` (or `fieldcon lab up`), or add --run to run it here", labName, f.profile)
 	}
