@@ -152,10 +152,13 @@ func (n *nsHandle) close() {
 // /var/run/netns mount is set up the way every other tool expects.
 func ip(ctx context.Context, args ...string) error {
 	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	if err == nil {
+		return nil
 	}
-	return nil
+	if msg := strings.TrimSpace(string(out)); msg != "" {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, msg)
+	}
+	return fmt.Errorf("ip %s: %w", strings.Join(args, " "), err)
 }
 
 // candidates lists the namespaces whose names start with fc-<lab>-.
