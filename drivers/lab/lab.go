@@ -336,10 +336,23 @@ func (b *builder) build(p *profiles.Profile) error {
 
 func (b *builder) addNode(index int, node string) error {
 	ns := NetnsName(b.lab, node)
-	if err := ip(b.ctx, "netns", "add", ns); err != nil {
+	if err := b.ctx.Err(); err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	if err := clearStaleNetns(ns); err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	// Not cancellable: `ip netns add` creates the file under /var/run/netns
+	// and then bind-mounts the namespace on it; killed in between (Ctrl-C
+	// during `lab up`) it leaves a file that is no namespace, that nothing
+	// records, and that makes every later `ip netns add` fail.
+	if err := ip(context.Background(), "netns", "add", ns); err != nil {
 		return fmt.Errorf("node %s: %w", node, err)
 	}
 	b.created = append(b.created, ns)
+	if err := b.ctx.Err(); err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
 	n, err := openNS(ns)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", node, err)
@@ -484,6 +497,28 @@ func addNftLoss(ctx context.Context, ns, iface string, loss float64) error {
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("loss %g%% on %s in %s without netem needs nftables (apt-get install nftables): nft: %w: %s", loss, iface, ns, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// clearStaleNetns removes /var/run/netns/ns when it is a file with no
+// namespace mounted on it (left by an `ip netns add` killed half-way): no
+// process can be using it, and it would block the build. A real namespace
+// of that name without this lab's marker is left alone, with advice.
+func clearStaleNetns(ns string) error {
+	path := filepath.Join(netnsDir, ns)
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(path, &fs); err != nil {
+		return fmt.Errorf("statfs %s: %w", path, err)
+	}
+	if fs.Type == unix.NSFS_MAGIC {
+		return fmt.Errorf("namespace %s already exists and is not marked as this lab's (a build killed right after creating it, or somebody else's); if it is a leftover remove it with `ip netns del %s`", ns, ns)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the stale namespace file %s: %w", path, err)
 	}
 	return nil
 }
