@@ -95,7 +95,8 @@ func startFieldconServer(b *testing.B, ns, dir string) (stop func()) {
 			End:    profiles.Addr{Addr: netip.MustParseAddr("198.18.200.255")},
 		}}}
 	e := engine.New(engine.NewBus(16), slog.New(slog.DiscardHandler))
-	e.AddNode(engine.NodeSpec{Name: "srv", Netns: ns, Host: h, Store: st, Roles: []engine.Role{dhcp.NewServerRole(cfg)}})
+	role := dhcp.NewServerRole(cfg)
+	e.AddNode(engine.NodeSpec{Name: "srv", Netns: ns, Host: h, Store: st, Roles: []engine.Role{role}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
@@ -105,6 +106,11 @@ func startFieldconServer(b *testing.B, ns, dir string) (stop func()) {
 		<-done
 		st.Close()
 		h.Close()
+		s := role.Stats()
+		b.Logf("fieldcon server: read %d (D %d, R %d), sent O %d A %d N %d, silent %d, send errors %d, store errors %d; "+
+			"%d fsyncs (max batch %d, max %s); slowest reply %s, %d over 1s",
+			s.Received, s.Discovers, s.Requests, s.Offers, s.Acks, s.Naks, s.Silent, s.SendErrors, s.StoreErrors,
+			s.Commits, s.MaxBatch, s.MaxCommit.Round(time.Microsecond), s.MaxReplyDelay.Round(time.Microsecond), s.SlowReplies)
 	}
 }
 
@@ -179,7 +185,9 @@ func BenchmarkDHCPServerThroughput(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for _, s := range servers {
 			stop := s.start(b.TempDir())
+			srvBefore, cliBefore := udpCounters(b, srv), udpCounters(b, cli)
 			rate, out := perfdhcp(b, cli, period, os.Getenv("DHCP_BENCH_RATE"))
+			srvLost, cliLost := udpLost(udpCounters(b, srv), srvBefore), udpLost(udpCounters(b, cli), cliBefore)
 			stop()
 			drops := ""
 			if m := perfdhcpDrops.FindAllStringSubmatch(out, -1); m != nil {
@@ -189,7 +197,7 @@ func BenchmarkDHCPServerThroughput(b *testing.B) {
 				}
 				drops = strings.Join(ds, "/")
 			}
-			b.Logf("%-8s %8.0f DORA/s (drops DO/RA %s)", s.name, rate, drops)
+			b.Logf("%-8s %8.0f DORA/s (drops DO/RA %s; kernel udp drops: server %s, perfdhcp %s)", s.name, rate, drops, srvLost, cliLost)
 			if os.Getenv("DHCP_BENCH_VERBOSE") != "" {
 				b.Log(out)
 			}
@@ -200,12 +208,48 @@ func BenchmarkDHCPServerThroughput(b *testing.B) {
 	for name, rs := range rates {
 		sort.Float64s(rs)
 		med[name] = rs[len(rs)/2]
+		b.Logf("%-8s median %6.0f  min %6.0f  max %6.0f DORA/s (n=%d)", name, med[name], rs[0], rs[len(rs)-1], len(rs))
 		b.ReportMetric(med[name], name+"-leases/s")
 	}
 	if med["kea"] > 0 && med["dnsmasq"] > 0 {
 		b.ReportMetric(med["fieldcon"]/med["kea"], "fieldcon/kea")
 		b.ReportMetric(med["fieldcon"]/med["dnsmasq"], "fieldcon/dnsmasq")
 	}
+}
+
+// udpCounters reads a namespace's UDP MIB (nstat -a: absolute, -s: leave
+// nstat's history file alone, -z: zeros too); the counters are per network
+// namespace, so the difference over a run is that run's.
+func udpCounters(b *testing.B, ns string) map[string]int64 {
+	b.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nstat", "-asz").Output()
+	if err != nil {
+		b.Fatalf("nstat in %s: %v", ns, err)
+	}
+	m := map[string]int64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && strings.HasPrefix(f[0], "Udp") {
+			m[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return m
+}
+
+// udpLost names the counters of datagrams the kernel dropped between two
+// readings: a full socket receive buffer (RcvbufErrors, counted in
+// InErrors too), memory pressure, checksum, no socket on the port.
+func udpLost(after, before map[string]int64) string {
+	var parts []string
+	for _, k := range []string{"UdpRcvbufErrors", "UdpInErrors", "UdpMemErrors", "UdpInCsumErrors", "UdpNoPorts", "UdpSndbufErrors"} {
+		if d := after[k] - before[k]; d != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", strings.TrimPrefix(k, "Udp"), d))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
 }
 
 const keaConf = `{"Dhcp4": {

@@ -202,6 +202,11 @@ func TestServerRoleOnFake(t *testing.T) {
 	if ack.MessageType() != dhcpv4.MessageTypeAck || ack.GetOneOption(dhcpv4.OptionAuthentication) == nil {
 		t.Fatalf("reply %s without nonce", ack.MessageType())
 	}
+	waitFor(t, "counters", func() bool {
+		s := role.Stats()
+		return s.Received == 2 && s.Discovers == 1 && s.Requests == 1 && s.Offers == 1 && s.Acks == 1 &&
+			s.Commits == 1 && s.MaxBatch == 1 && s.Silent == 0 && s.Naks == 0 && s.MaxReplyDelay > 0
+	})
 	// The promise is on disk by the time the ACK arrived.
 	leases, err := LoadLeases(st)
 	if err != nil || len(leases) != 1 || leases[0].State != LeaseBound || len(leases[0].Nonce) != 16 {

@@ -37,12 +37,17 @@ type ServerRole struct {
 	// pending carries replies that promise a lease to the committer, which
 	// syncs a batch of them to disk and only then sends them.
 	pending chan pendingReply
+	stats   serverCounters
 }
 
 type pendingReply struct {
 	conn  engine.UDPConn
 	reply Reply
+	rx    time.Time // when the request was read
 }
+
+// Stats returns the server's counters since the role started.
+func (r *ServerRole) Stats() ServerStats { return r.stats.snapshot() }
 
 // NewServerRole builds the role from its profile section.
 func NewServerRole(cfg profiles.DHCPServer) *ServerRole { return &ServerRole{cfg: cfg} }
@@ -246,23 +251,26 @@ func (r *ServerRole) serve(ctx context.Context, iface string, c engine.UDPConn) 
 			}
 			continue
 		}
+		rx := time.Now()
 		req, err := dhcpv4.FromBytes(buf[:n])
 		if err != nil {
+			r.stats.update(func(s *ServerStats) { s.Received++; s.Undecodable++ })
 			r.env.Log.Debug("dhcp server: undecodable message", "from", from, "err", err)
 			continue
 		}
 		r.mu.Lock()
-		reply := r.srv.Handle(req, r.links[iface], time.Now())
+		reply := r.srv.Handle(req, r.links[iface], rx)
 		r.mu.Unlock()
+		r.stats.received(req, reply)
 		switch {
 		case reply.Commit != nil:
 			select {
-			case r.pending <- pendingReply{conn: c, reply: reply}:
+			case r.pending <- pendingReply{conn: c, reply: reply, rx: rx}:
 			case <-ctx.Done():
 				return
 			}
 		case reply.Msg != nil:
-			r.send(c, reply)
+			r.send(c, reply, rx)
 		}
 	}
 }
@@ -288,6 +296,7 @@ func (r *ServerRole) committer(ctx context.Context) {
 				break more
 			}
 		}
+		start := time.Now()
 		err := r.env.Store.Batch(func(tx *store.Tx) error {
 			for _, p := range batch {
 				if err := tx.Put(LeaseBucket, p.reply.Commit.Key, p.reply.Commit); err != nil {
@@ -296,6 +305,7 @@ func (r *ServerRole) committer(ctx context.Context) {
 			}
 			return nil
 		})
+		r.stats.committed(len(batch), time.Since(start), err)
 		if err != nil {
 			// Without the lease on disk the promise cannot be made.
 			r.env.Error(fmt.Errorf("dhcp server: store %d leases in %s (replies not sent): %w", len(batch), r.env.Store.Path(), err))
@@ -303,7 +313,7 @@ func (r *ServerRole) committer(ctx context.Context) {
 		}
 		for _, p := range batch {
 			if p.reply.Msg != nil {
-				r.send(p.conn, p.reply)
+				r.send(p.conn, p.reply, p.rx)
 			}
 			if p.reply.Msg != nil && p.reply.Msg.MessageType() == dhcpv4.MessageTypeAck {
 				l := p.reply.Commit
@@ -317,8 +327,10 @@ func (r *ServerRole) committer(ctx context.Context) {
 	}
 }
 
-func (r *ServerRole) send(c engine.UDPConn, reply Reply) {
-	if _, err := c.WriteToUDPAddrPort(reply.Msg.ToBytes(), reply.To); err != nil {
+func (r *ServerRole) send(c engine.UDPConn, reply Reply, rx time.Time) {
+	_, err := c.WriteToUDPAddrPort(reply.Msg.ToBytes(), reply.To)
+	r.stats.sent(reply.Msg, rx, err)
+	if err != nil {
 		r.env.Log.Warn("dhcp server: send failed", "to", reply.To, "err", err)
 	}
 }
