@@ -48,7 +48,7 @@ func recordedSnapshot() engine.Snapshot {
 			Addresses: []engine.AddressRow{{Iface: "eth0", Address: "198.51.100.1/24", Source: "static"}},
 			Leases: []engine.LeaseRow{
 				{Role: "server", Address: "203.0.113.20", ClientID: "ESN-0001", MAC: "02:00:00:00:06:01", State: "bound", Expiry: t0.Add(55 * time.Minute)},
-				{Role: "server", Address: "203.0.113.21", ClientID: "ESN-0002", MAC: "02:00:00:00:06:02", State: "offered", Expiry: t0.Add(40 * time.Second)},
+				{Role: "server", Address: "203.0.113.21", ClientID: "0045534e2d30303032", MAC: "02:00:00:00:06:02", State: "offered", Expiry: t0.Add(40 * time.Second)},
 			},
 			Probes: []engine.ProbeRow{{ClientID: "ESN-0001", Address: "203.0.113.10/32", State: "confirmed", Sent: 3, LastSent: t0.Add(-12 * time.Second)}},
 			Mappings: []engine.MappingRow{

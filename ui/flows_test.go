@@ -278,10 +278,24 @@ func TestActions(t *testing.T) {
 	finish(t, tm)
 	want := []string{
 		"restart server rhcp_server", "reprobe server ", "reprobe server ESN-0001",
-		"forcerenew server ESN-0002", "flap router:eth1 device:eth0",
+		"forcerenew server 0045534e2d30303032", "flap router:eth1 device:eth0",
 	}
 	if got := rec.list(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("actions = %q, want %q", got, want)
+	}
+}
+
+func TestClientLabel(t *testing.T) {
+	for _, c := range []struct{ id, want string }{
+		{"0045534e2d30303032", "ESN-0002"},                 // type 0, printable: the ESN
+		{"01020000000601", "01020000000601"},               // type 1: a hardware address stays hex
+		{"0045530a", "0045530a"},                           // a control character: hex
+		{"mac:02:00:00:00:06:01", "mac:02:00:00:00:06:01"}, // no client-id: as the server keys it
+		{"00", "00"},
+	} {
+		if got := clientLabel(c.id); got != c.want {
+			t.Errorf("clientLabel(%q) = %q, want %q", c.id, got, c.want)
+		}
 	}
 }
 

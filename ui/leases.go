@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -21,7 +22,25 @@ type leasesPane struct {
 // serverLease is a selectable DHCP server lease: FORCERENEW goes to it.
 type serverLease struct {
 	node   string
-	client string
+	client string // the server's key for the client, for the action
+	label  string // what the table shows
+}
+
+// clientLabel shows a DHCP client identifier (hex) as its text when it is
+// type 0 followed by printable ASCII (RFC 2132 §9.14: type 0 is an
+// identifier other than a hardware address; fieldcon's clients send their
+// ESN that way), else as the hex.
+func clientLabel(id string) string {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) < 2 || b[0] != 0 {
+		return id
+	}
+	for _, c := range b[1:] {
+		if c < 0x21 || c > 0x7e {
+			return id
+		}
+	}
+	return string(b[1:])
 }
 
 func (p *leasesPane) typing() bool { return false }
@@ -57,7 +76,11 @@ func (p *leasesPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 		return m.unavailable("FORCERENEW (select a DHCP server lease)")
 	}
 	f := m.opt.Actions.ForceRenew
-	return m.action(fmt.Sprintf("FORCERENEW from %s to %s", sl.node, sl.client), func(ctx context.Context) error {
+	who := sl.label
+	if who == "" {
+		who = sl.client
+	}
+	return m.action(fmt.Sprintf("FORCERENEW from %s to %s", sl.node, who), func(ctx context.Context) error {
 		return f(ctx, sl.node, sl.client)
 	})
 }
@@ -136,8 +159,9 @@ func (p *leasesPane) render(m *Model, w, h int) string {
 				if id == "" {
 					id = "mac:" + r.MAC
 				}
-				l.row(tableLine(serverCols, []string{n.Name, r.Address, r.ClientID, r.MAC, r.State, countdown(now, r.Expiry)}),
-					serverLease{node: n.Name, client: id})
+				label := clientLabel(r.ClientID)
+				l.row(tableLine(serverCols, []string{n.Name, r.Address, label, r.MAC, r.State, countdown(now, r.Expiry)}),
+					serverLease{node: n.Name, client: id, label: label})
 			}
 		}, "not in this profile"},
 		{"RHCP allocations", probeCols, func(n *engine.NodeSnapshot) {

@@ -197,9 +197,19 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		Engine: eng, Bus: bus, ExportDir: exportDir, Context: ectx,
 	}
 	// Roles live as long as the engine, not as long as the key press.
-	opt.Actions.Restart = func(_ context.Context, node, role string) error { return eng.RestartRole(ectx, node, role) }
+	opt.Actions.Restart = func(ctx context.Context, node, role string) error {
+		if err := eng.RestartRole(ectx, node, role); err != nil {
+			return err
+		}
+		return reprobeStarted(ctx, eng, sess.profile, node, role)
+	}
 	opt.Actions.Stop = func(_ context.Context, node, role string) error { return eng.StopRole(node, role) }
-	opt.Actions.Start = func(_ context.Context, node, role string) error { return eng.StartRole(node, role) }
+	opt.Actions.Start = func(ctx context.Context, node, role string) error {
+		if err := eng.StartRole(node, role); err != nil {
+			return err
+		}
+		return reprobeStarted(ctx, eng, sess.profile, node, role)
+	}
 	opt.Actions.Container = func(node, role string) string { return container(eng, node, role) }
 	opt.Actions.ForceRenew = func(_ context.Context, node, client string) error {
 		r, ok := eng.Role(node, "dhcp_server")
@@ -234,6 +244,40 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		opt.LinkStates = func() (map[string]bool, error) { return labLinkStates(name) }
 	}
 	return opt
+}
+
+// reprobeStarted asks the site's RHCP servers to probe a device whose RHCP
+// client (alone or under its arbiter) was just started again. Its stop
+// indication ended the server's probes (DESIGN.md §1), and the fresh client
+// has undone the address it had: without a new probe it would wait forever.
+func reprobeStarted(ctx context.Context, eng *engine.Engine, p *profiles.Profile, node, role string) error {
+	n := p.Node(node)
+	if n == nil || n.RHCPClient == nil || (role != "rhcp_client" && role != "arbiter") {
+		return nil
+	}
+	id := n.RHCPClient.ClientID
+	var errs []error
+	for _, srv := range p.Nodes {
+		r, ok := eng.Role(srv.Name, "rhcp_server")
+		if !ok {
+			continue
+		}
+		rp, ok := r.(interface {
+			Reprobe(ctx context.Context, clientID string) error
+		})
+		if !ok {
+			continue
+		}
+		err := rp.Reprobe(ctx, id)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", srv.Name, err))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("started, but no RHCP server re-probes %s: %w", id, errors.Join(errs...))
+	}
+	return nil
 }
 
 // container names the role of a node that runs role inside it (the arbiter
