@@ -60,6 +60,7 @@ func (v *validator) node(path string, n *Node) {
 	v.rhcp(path, n)
 	v.dhcp(path, n)
 	v.tunnel(path, n)
+	v.mechanisms(path, n)
 }
 
 // nodeRef checks that name refers to a node of the profile.
