@@ -85,6 +85,11 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 	if err != nil {
 		return nil, err
 	}
+	for _, name := range f.nodes {
+		if p.Node(name) == nil {
+			return nil, usageError{fmt.Errorf("profile %s has no node %q; nodes: %s", p.Name, name, strings.Join(nodeNames(p), ", "))}
+		}
+	}
 	s := &session{profile: p}
 	opt := site.Options{Nodes: f.nodes, Bus: bus, StateDir: f.stateDir, OpenHost: openLinux}
 	if f.useLab {
@@ -127,6 +132,14 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 		return nil, err
 	}
 	return s, nil
+}
+
+func nodeNames(p *profiles.Profile) []string {
+	names := make([]string, len(p.Nodes))
+	for i, n := range p.Nodes {
+		names[i] = n.Name
+	}
+	return names
 }
 
 // needRoot is the error of a command run without the privileges it needs:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/store"
@@ -117,7 +118,7 @@ func selectNodes(p *profiles.Profile, names []string) ([]*profiles.Node, error) 
 			for _, n := range p.Nodes {
 				all = append(all, n.Name)
 			}
-			return nil, fmt.Errorf("profile %s has no node %q; nodes: %v", p.Name, name, all)
+			return nil, fmt.Errorf("profile %s has no node %q; nodes: %s", p.Name, name, strings.Join(all, ", "))
 		}
 		out = append(out, n)
 	}

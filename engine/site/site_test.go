@@ -83,7 +83,7 @@ func TestBuildUnknownNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Build(p, Options{Nodes: []string{"ghost"}, OpenHost: func(string) (engine.Host, error) { return fake.NewHost("x", nil), nil }})
-	if err == nil || !strings.Contains(err.Error(), "ghost") || !strings.Contains(err.Error(), "server") {
-		t.Fatalf("Build with an unknown node: %v, want an error naming it and the nodes", err)
+	if err == nil || !strings.Contains(err.Error(), "ghost") || !strings.Contains(err.Error(), "server, router, device") {
+		t.Fatalf("Build with an unknown node: %v, want an error naming it and the nodes as a list", err)
 	}
 }
