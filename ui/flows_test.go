@@ -342,7 +342,8 @@ func TestRoleStartStop(t *testing.T) {
 	keys(tm, "down", "down", "r") // device: arbiter, then rhcp_client
 	waitFor(t, tm, "rhcp_client runs under the arbiter of device: restarted arbiter with every")
 	keys(tm, "s")
-	waitFor(t, tm, "rhcp_client runs under the arbiter of device: stopped arbiter with every", "arbiter        stopped")
+	waitFor(t, tm, "rhcp_client runs under the arbiter of device: stopped arbiter with every", "arbiter        stopped",
+		"rhcp_client    stopped", "dhcp_client    stopped")
 	keys(tm, "s")
 	waitFor(t, tm, "started arbiter")
 	frame := finish(t, tm)
@@ -358,6 +359,22 @@ func TestRoleStartStop(t *testing.T) {
 	}
 	if m.stopped["device|arbiter"] || m.stopped["server|dhcp_server"] {
 		t.Errorf("roles still marked stopped after starting them: %v", m.stopped)
+	}
+}
+
+// TestOverviewNewestRun: an arbiter restarted in place may still report
+// its mechanism's earlier run; the overview shows the newest run only.
+func TestOverviewNewestRun(t *testing.T) {
+	opt := withArbiter(t)
+	snap := opt.Engine.(staticSource).snap
+	dev := snap.Node("device")
+	stale := engine.RoleSnapshot{Kind: "rhcp_client", Status: engine.StatusFailed, Error: "an earlier run's error"}
+	dev.Roles = append(dev.Roles[:1], append([]engine.RoleSnapshot{stale}, dev.Roles[1:]...)...)
+	opt.Engine = staticSource{snap}
+	tm, _ := start(t, opt)
+	frame := finish(t, tm)
+	if n := strings.Count(frame, "rhcp_client "); n != 1 || strings.Contains(frame, "earlier run") {
+		t.Errorf("want one rhcp_client row, the newest run's:\n%s", frame)
 	}
 }
 

@@ -34,7 +34,7 @@ func (p *overviewPane) refresh(m *Model) {
 		if len(n.Roles) == 0 {
 			p.rows = append(p.rows, roleRef{node: n.Name})
 		}
-		for _, r := range n.Roles {
+		for _, r := range current(n.Roles) {
 			p.rows = append(p.rows, roleRef{n.Name, r.Kind})
 		}
 	}
@@ -116,10 +116,8 @@ func (m *Model) roleAction(sel roleRef, restart bool) tea.Cmd {
 	// What the UI knows of the node's roles, copied for the goroutine.
 	status := map[string]engine.RoleStatus{}
 	if n := m.snap.Node(sel.node); n != nil {
-		for _, r := range n.Roles {
-			if _, seen := status[r.Kind]; !seen {
-				status[r.Kind] = m.roleStatus(sel.node, r)
-			}
+		for _, r := range current(n.Roles) {
+			status[r.Kind] = m.roleStatus(sel.node, r)
 		}
 	}
 	verb := "stop"
@@ -153,7 +151,16 @@ func (m *Model) roleAction(sel roleRef, restart bool) tea.Cmd {
 		if target != sel.role {
 			what = fmt.Sprintf("%s runs under the %s of %s: %s %s with every mechanism in it", sel.role, target, sel.node, done, target)
 		}
-		return actionMsg{what: what, mark: sel.node + "|" + target, stopped: done == "stopped"}
+		marks := []string{sel.node + "|" + target}
+		if target != sel.role {
+			// The container's mechanisms stop and start with it.
+			for kind := range status {
+				if kind != target && a.Container(sel.node, kind) == target {
+					marks = append(marks, sel.node+"|"+kind)
+				}
+			}
+		}
+		return actionMsg{what: what, marks: marks, stopped: done == "stopped"}
 	}
 }
 
@@ -185,7 +192,7 @@ func (p *overviewPane) render(m *Model, w, h int) string {
 			row++
 			lines = append(lines, st.Dim.Render("    no roles"))
 		}
-		for _, r := range n.Roles {
+		for _, r := range current(n.Roles) {
 			r.Status = m.roleStatus(n.Name, r)
 			switch r.Status {
 			case engine.StatusRunning:
@@ -222,6 +229,26 @@ func (p *overviewPane) render(m *Model, w, h int) string {
 	}
 	lines = lines[min(off, len(lines)):]
 	return sum + "\n\n" + strings.Join(lines, "\n")
+}
+
+// current drops a role row when a later row has the same kind: a container
+// restarted in place may still report its mechanisms' earlier runs, and
+// the newest run is the one that acts (actions name roles by kind).
+func current(roles []engine.RoleSnapshot) []engine.RoleSnapshot {
+	last := make(map[string]int, len(roles))
+	for i, r := range roles {
+		last[r.Kind] = i
+	}
+	if len(last) == len(roles) {
+		return roles
+	}
+	out := make([]engine.RoleSnapshot, 0, len(last))
+	for i, r := range roles {
+		if last[r.Kind] == i {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // roleSays reports whether a role's own error already shows msg.

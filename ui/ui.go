@@ -215,9 +215,9 @@ type linksMsg struct {
 type actionMsg struct {
 	what string
 	err  error
-	// mark, when set, records a role (node|role) as stopped (true) or
+	// marks, when set, record roles (node|role) as stopped (true) or
 	// running again (false) once the action succeeded.
-	mark    string
+	marks   []string
 	stopped bool
 }
 
@@ -311,11 +311,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			break
 		}
 		m.setStatus(msg.what, false)
-		if msg.mark != "" {
+		for _, k := range msg.marks {
 			if m.stopped == nil {
 				m.stopped = map[string]bool{}
 			}
-			m.stopped[msg.mark] = msg.stopped
+			m.stopped[k] = msg.stopped
 		}
 		m.ov.refresh(m)
 	case linksMsg:
