@@ -74,7 +74,6 @@ func TestWithoutRootSaysSudo(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"run", "-p", "rhcp", "--lab", "--lab-name", labtest.UniqueName("s"), "--for", "1s"},
-		{"run", "-p", "rhcp", "--for", "1s", "--state", dir},
 		{"lab", "up", "-p", "rhcp", "--lab-name", labtest.UniqueName("s")},
 		{"trace", "-p", "rhcp", "--lab", "--for", "1s"},
 	} {

@@ -24,6 +24,10 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return exitUsage
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon lab %s: unexpected argument %q\n", verb, fs.Arg(0))
+		return exitUsage
+	}
 	p, err := f.loadProfile()
 	if err != nil {
 		fmt.Fprintf(stderr, "fieldcon: %v\n", err)

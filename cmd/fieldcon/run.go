@@ -25,6 +25,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fieldcon run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
+	if *dur < 0 {
+		fmt.Fprintf(stderr, "fieldcon run: --for %s is negative; give how long to run, e.g. --for 30s, or leave it out to run until interrupted\n", *dur)
+		return exitUsage
+	}
 	bus := engine.NewBus(10000)
 	sub := bus.Subscribe(65536, true)
 	var wg sync.WaitGroup

@@ -90,6 +90,11 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 			return nil, usageError{fmt.Errorf("profile %s has no node %q; nodes: %s", p.Name, name, strings.Join(nodeNames(p), ", "))}
 		}
 	}
+	if !f.useLab && len(f.nodes) == 0 && len(p.Nodes) > 1 {
+		// Several nodes in one namespace would all configure this machine's
+		// interfaces at once: a lab profile run without --lab by mistake.
+		return nil, usageError{fmt.Errorf("profile %s has %d nodes (%s); on this machine's own interfaces run one of them with --node NAME, or all of them in network namespaces with --lab", p.Name, len(p.Nodes), strings.Join(nodeNames(p), ", "))}
+	}
 	s := &session{profile: p}
 	opt := site.Options{Nodes: f.nodes, Bus: bus, StateDir: f.stateDir, OpenHost: openLinux}
 	if f.useLab {

@@ -51,6 +51,10 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "fieldcon trace: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
+	if tf.dur < 0 || tf.ring < 0 {
+		fmt.Fprintln(stderr, "fieldcon trace: --for and --ring must not be negative; leave them out for the defaults")
+		return exitUsage
+	}
 	flt, err := trace.ParseFilter(tf.filter)
 	if err != nil {
 		printFilterError(stderr, tf.filter, err)
