@@ -512,6 +512,23 @@ func TestKeyBurst(t *testing.T) {
 	}
 }
 
+// TestKeyBurstSwitchAndAct: "4Gk" then F typed in one burst, as over a
+// slow link: the keys after the view switch act on the view it shows.
+func TestKeyBurstSwitchAndAct(t *testing.T) {
+	rec := &recorder{}
+	opt := recordedOptions(t)
+	opt.Actions.ForceRenew = func(_ context.Context, node, client string) error {
+		return rec.add("forcerenew " + node + " " + client)
+	}
+	tm, _ := start(t, opt)
+	tm.Send(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("4GkF")})
+	waitFor(t, tm, "FORCERENEW from server to ESN-0002")
+	finish(t, tm)
+	if got := strings.Join(rec.list(), "|"); got != "forcerenew server 0045534e2d30303032" {
+		t.Errorf("actions = %q", got)
+	}
+}
+
 // TestLogSelectedInFull: the selected event is shown whole, whatever the
 // width cut from its line.
 func TestLogSelectedInFull(t *testing.T) {

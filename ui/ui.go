@@ -344,6 +344,9 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		var cmds []tea.Cmd
 		for _, r := range msg.Runes {
 			cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
+			// A view builds its list when it draws: "4G" must move in
+			// the leases list that "4" brought up.
+			m.rebuild()
 		}
 		return tea.Batch(cmds...)
 	}
