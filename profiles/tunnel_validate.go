@@ -11,6 +11,8 @@ func (v *validator) tunnel(path string, n *Node) {
 		}
 		if (c.ServerPublicKey == "") == (c.ServerPublicKeyFile == "") {
 			v.errorf(p, "set exactly one of server_public_key and server_public_key_file")
+		} else if c.ServerPublicKey != "" {
+			v.publicKey(p+".server_public_key", c.ServerPublicKey)
 		}
 		v.keySource(p, c.PrivateKeyFile, c.PrivateKeyEnv, c.GenerateKey)
 		v.tunName(p+".tun", c.TUN)
@@ -57,6 +59,8 @@ func (v *validator) tunnel(path string, n *Node) {
 			}
 			if (c.PublicKey == "") == (c.PublicKeyFile == "") {
 				v.errorf(cp, "set exactly one of public_key and public_key_file")
+			} else if c.PublicKey != "" {
+				v.publicKey(cp+".public_key", c.PublicKey)
 			}
 		}
 	}
