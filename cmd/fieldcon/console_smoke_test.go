@@ -188,6 +188,10 @@ func smoke(t *testing.T, bin, prof string) {
 		t.Logf("overview (no RHCP client in %s yet):\n%s", prof, s)
 	}
 
+	if prof == "demo" {
+		smokeActions(t, tt, name)
+	}
+
 	tt.keys("2")
 	tt.waitScreen(10*time.Second, "[2 Trace]", "held")
 	if hasRHCP {
@@ -211,6 +215,79 @@ func smoke(t *testing.T, bin, prof string) {
 	if !strings.Contains(string(stderr), "removing lab "+name) {
 		t.Errorf("stderr does not say the lab is being removed:\n%s", stderr)
 	}
+}
+
+// selectRow moves the selection of the current list to the first row whose
+// text (after the marker) starts with prefix, pressing j from the top.
+func (tt *tmuxTerm) selectRow(prefix string) {
+	tt.t.Helper()
+	tt.keys("g")
+	for i := 0; i < 60; i++ {
+		time.Sleep(150 * time.Millisecond)
+		for _, l := range strings.Split(tt.screen(), "\n") {
+			if strings.HasPrefix(l, "▸ "+prefix) {
+				return
+			}
+		}
+		tt.keys("j")
+	}
+	tt.t.Fatalf("no row starting with %q to select:\n%s", prefix, tt.screen())
+}
+
+// smokeActions runs the console's actions on the demo lab and checks each
+// on the kernel or in the event log: re-probe, stop and start a role (the
+// DHCP server's socket closes and opens), a mechanism under the arbiter
+// restarted (the device gets its address back by a new probe), FORCERENEW
+// (the client renews), and a lab link flapped.
+func smokeActions(t *testing.T, tt *tmuxTerm, lab string) {
+	dhcpListening := func() bool {
+		out, _ := exec.Command("ip", "netns", "exec", "fc-"+lab+"-dhcp-server", "ss", "-Hlun", "sport", "= :67").Output()
+		return strings.TrimSpace(string(out)) != ""
+	}
+	deviceAddr := func() bool {
+		out, _ := exec.Command("ip", "-n", "fc-"+lab+"-device", "-br", "addr", "show", "eth0").Output()
+		return strings.Contains(string(out), "203.0.113.10/")
+	}
+	waitTrue := func(what string, f func() bool, want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if f() == want {
+				return
+			}
+		}
+		t.Fatalf("%s is not %v after 20s:\n%s", what, want, tt.screen())
+	}
+
+	tt.selectRow("rhcp_server")
+	tt.keys("p")
+	tt.waitScreen(10*time.Second, "re-probe every client of server")
+
+	tt.selectRow("dhcp_server")
+	tt.keys("s")
+	tt.waitScreen(15*time.Second, "stopped dhcp_server on dhcp-server", "dhcp_server    stopped")
+	waitTrue("the dhcp server listening", dhcpListening, false)
+	tt.keys("s")
+	tt.waitScreen(15*time.Second, "started dhcp_server on dhcp-server")
+	waitTrue("the dhcp server listening", dhcpListening, true)
+
+	tt.selectRow("rhcp_client")
+	tt.keys("r")
+	tt.waitScreen(15*time.Second, "rhcp_client runs under the arbiter of device: restarted arbiter")
+	waitTrue("203.0.113.10 on the device after the restart", deviceAddr, true)
+
+	tt.keys("4")
+	tt.selectRow("dhcp-server 198.18.1.") // the server lease, not the address rows
+	tt.keys("F")
+	tt.waitScreen(10*time.Second, "FORCERENEW from dhcp-server to ESN-")
+	tt.keys("6")
+	tt.waitScreen(10*time.Second, "dhcp.forcerenew.received", "dhcp.lease.renewed")
+
+	tt.keys("5")
+	tt.selectRow("router:eth1")
+	tt.keys("l")
+	tt.waitScreen(5*time.Second, "router:eth1        DOWN")
+	tt.waitScreen(15*time.Second, "flap router:eth1 ─ device:eth0\n")
+	tt.keys("1")
 }
 
 // TestConsoleNeedsRoot runs the binary as an unprivileged user on a real
