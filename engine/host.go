@@ -211,3 +211,72 @@ type TUN interface {
 	Write(b []byte) (int, error)
 	Close() error
 }
+
+// TUNHeadroom is the room WriteBatch needs in front of each packet, and what
+// a caller leaves in front of ReadBatch's: the driver may put a virtio-net
+// header there (IFF_VNET_HDR, 10 bytes), and a tunnel its own header, so a
+// packet is sealed and opened where it lies instead of being copied.
+const TUNHeadroom = 16
+
+// BatchTUN is a TUN that moves several packets per system call. A driver
+// offers it in addition to TUN; roles use it when present (see AsBatchTUN)
+// and fall back to one packet per Read and Write otherwise.
+type BatchTUN interface {
+	TUN
+	// BatchSize is the most packets one ReadBatch returns; callers pass at
+	// least that many buffers.
+	BatchSize() int
+	// ReadBatch reads one or more packets, the i-th into bufs[i][offset:],
+	// and sets sizes[i] to its length; it returns how many it read.
+	// len(sizes) must be >= len(bufs), and each buffer must hold a whole IP
+	// packet (65535 bytes) after offset: one read of a GSO super-packet is
+	// split into many.
+	ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error)
+	// WriteBatch writes the packets bufs[i][offset:]. offset must be at
+	// least TUNHeadroom; the driver may write in front of it, and may merge
+	// packets of one flow into the first one's buffer (GRO) within its
+	// capacity, so the buffers' contents are undefined afterwards. It
+	// returns how many packets were written.
+	WriteBatch(bufs [][]byte, offset int) (int, error)
+}
+
+// AsBatchTUN returns t's batch interface when its driver offers one,
+// looking through the engine's own wrappers (Tracked's).
+func AsBatchTUN(t TUN) (BatchTUN, bool) {
+	if o, ok := t.(*onceTUN); ok {
+		t = o.TUN
+	}
+	b, ok := t.(BatchTUN)
+	return b, ok
+}
+
+// UDPMessage is one datagram of a batch.
+type UDPMessage struct {
+	// Buf is the datagram to send, or the buffer to receive into.
+	Buf []byte
+	// N is the received datagram's length.
+	N int
+	// Addr is the destination to send to, or the sender received from.
+	Addr netip.AddrPort
+	// Segment, when set on a received message, says Buf[:N] holds several
+	// datagrams from Addr that the kernel coalesced (UDP_GRO), each Segment
+	// bytes long but the last, which may be shorter.
+	Segment int
+}
+
+// BatchUDPConn is a UDP socket that moves several datagrams per system call
+// (recvmmsg/sendmmsg). Roles use it when the driver's socket offers it.
+type BatchUDPConn interface {
+	UDPConn
+	// ReadBatch receives at least one message (waiting until the read
+	// deadline) and as many more as are queued, up to len(ms); it returns
+	// how many it filled. A message may carry several coalesced datagrams
+	// (see Segment), so give each a 65535-byte buffer; and once a socket
+	// is read with ReadBatch, read it only so: a single read could then
+	// return coalesced datagrams as one.
+	ReadBatch(ms []UDPMessage) (int, error)
+	// WriteBatch sends the datagrams and returns how many were sent; fewer
+	// than len(ms) comes with an error. Runs of datagrams to one address
+	// may leave as one segmentation-offload send (UDP_SEGMENT).
+	WriteBatch(ms []UDPMessage) (int, error)
+}
