@@ -28,7 +28,7 @@ type tunDevice struct {
 // writeHeadroom is room in front of a written packet for the virtio-net
 // header wireguard-go prepends when the device uses offloads (IFF_VNET_HDR);
 // 16 covers its 10 bytes with alignment to spare.
-const writeHeadroom = 16
+const writeHeadroom = engine.TUNHeadroom
 
 // maxPacket is the largest IP packet (and so the largest GSO segment or
 // coalesced read).
@@ -109,6 +109,55 @@ func (t *tunDevice) Write(b []byte) (int, error) {
 		return 0, fmt.Errorf("write tun %s: %w", t.name, err)
 	}
 	return n, nil
+}
+
+// BatchSize implements engine.BatchTUN: the most packets one read yields
+// (wireguard-go's, 128 on Linux: a 64 KiB GSO super-packet split at the MTU).
+func (t *tunDevice) BatchSize() int { return len(t.bufs) }
+
+// ReadBatch implements engine.BatchTUN: one read(2) of the device, split
+// into its segments when the kernel handed over a GSO super-packet
+// (IFF_VNET_HDR with TSO/USO offloads, which wireguard-go turns on).
+func (t *tunDevice) ReadBatch(bufs [][]byte, sizes []int, offset int) (int, error) {
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	if len(t.pending) > 0 {
+		// Packets of a batch Read split up: hand them over first, in order.
+		n := 0
+		for n < len(bufs) && len(t.pending) > 0 {
+			p := t.pending[0]
+			if len(p) > len(bufs[n])-offset {
+				return n, fmt.Errorf("read tun %s: %d-byte packet does not fit: %w", t.name, len(p), io.ErrShortBuffer)
+			}
+			sizes[n] = copy(bufs[n][offset:], p)
+			t.pending = t.pending[1:]
+			n++
+		}
+		return n, nil
+	}
+	n, err := t.dev.Read(bufs, sizes, offset)
+	if err != nil {
+		return n, fmt.Errorf("read tun %s: %w", t.name, err)
+	}
+	return n, nil
+}
+
+// WriteBatch implements engine.BatchTUN. wireguard-go coalesces segments of
+// one TCP or UDP flow into a super-packet (GRO) and writes it with its
+// virtio-net header in the headroom: one write(2) for many packets.
+func (t *tunDevice) WriteBatch(bufs [][]byte, offset int) (int, error) {
+	if offset < writeHeadroom {
+		return 0, fmt.Errorf("write tun %s: %d bytes of headroom, need %d", t.name, offset, writeHeadroom)
+	}
+	if len(bufs) == 0 {
+		return 0, nil
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	if _, err := t.dev.Write(bufs, offset); err != nil {
+		return 0, fmt.Errorf("write tun %s: %w", t.name, err)
+	}
+	return len(bufs), nil
 }
 
 // Close closes the device's file descriptor, and the kernel removes a

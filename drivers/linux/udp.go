@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"syscall"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
 	"github.com/fieldcon/fieldcon/engine"
@@ -61,7 +63,8 @@ type udpControl engine.UDPOptions
 
 // ListenUDP opens a UDP socket inside the namespace, bound to laddr (an
 // unset address binds every IPv4 address, "::" every IPv6 one; port 0 picks
-// one). The result is a *net.UDPConn.
+// one). The result is a *net.UDPConn that also implements
+// engine.BatchUDPConn (recvmmsg/sendmmsg).
 //
 // Equivalent to: `ip netns exec $ns socat UDP-RECVFROM:$port,bind=$addr[,so-bindtodevice=$dev][,broadcast][,reuseaddr] ...`
 func (h *Host) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UDPConn, error) {
@@ -80,5 +83,9 @@ func (h *Host) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UD
 	if err != nil {
 		return nil, fmt.Errorf("listen udp %s in netns %q: %w", addr, h.name, err)
 	}
-	return pc.(*net.UDPConn), nil
+	uc := pc.(*net.UDPConn)
+	if udpNetwork(laddr.Addr()) == "udp6" {
+		return newUDPConn(uc, ipv6.NewPacketConn(uc)), nil
+	}
+	return newUDPConn(uc, ipv4.NewPacketConn(uc)), nil
 }
