@@ -81,6 +81,9 @@ type clientIO struct {
 	conn      engine.UDPConn
 	tun       engine.TUN
 	routed    bool
+	// in reads the socket for both the handshake and the tunnel: once
+	// read in batches, it is read only so (engine.BatchUDPConn).
+	in *udpReader
 }
 
 // Run implements engine.Role.
@@ -120,6 +123,7 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	}
 	defer io.conn.Close()
 	growBuffers(io.conn)
+	io.in = newUDPReader(io.conn)
 
 	go c.tunLoop(ctx, io)
 	err = c.loop(ctx, io)
@@ -190,7 +194,7 @@ func (c *Client) loop(ctx context.Context, io *clientIO) error {
 // waiting longer after each unanswered one (1 s doubling to 30 s).
 func (c *Client) establish(ctx context.Context, io *clientIO, backoff *time.Duration) error {
 	var cookie []byte
-	buf := make([]byte, 65536)
+	r := io.in
 	for ctx.Err() == nil {
 		sender := randomIndex()
 		req, in, err := Initiate(io.key, io.serverPub, sender, time.Now(), cookie)
@@ -203,38 +207,41 @@ func (c *Client) establish(ctx context.Context, io *clientIO, backoff *time.Dura
 		deadline := time.Now().Add(*backoff)
 		for ctx.Err() == nil && time.Now().Before(deadline) {
 			io.conn.SetReadDeadline(minTime(deadline, time.Now().Add(250*time.Millisecond)))
-			n, from, err := io.conn.ReadFromUDPAddrPort(buf)
+			n, err := r.read()
 			if err != nil {
 				continue
 			}
-			if from != c.cfg.Server.AddrPort {
-				c.drops.inc(DropMalformed)
-				continue
-			}
-			typ, err := MessageType(buf[:n])
-			if err != nil {
-				c.countDrop(err)
-				continue
-			}
-			switch typ {
-			case TypeCookie:
-				if ck, err := in.OpenCookie(buf[:n]); err == nil {
-					cookie = ck
-					c.drops.inc(CookieSent)
-					deadline = time.Now() // resend at once with the cookie
-				} else {
-					c.countDrop(err)
+			for i := range n {
+				b, from := r.datagram(i)
+				if from != c.cfg.Server.AddrPort {
+					c.drops.inc(DropMalformed)
+					continue
 				}
-			case TypeResponse:
-				sess, asg, err := in.Complete(buf[:n], io.key.Public)
+				typ, err := MessageType(b)
 				if err != nil {
 					c.countDrop(err)
 					continue
 				}
-				*backoff = time.Second
-				return c.established(io, sess, asg)
-			default:
-				c.drops.inc(DropUnknownIndex) // transport for an old session
+				switch typ {
+				case TypeCookie:
+					if ck, err := in.OpenCookie(b); err == nil {
+						cookie = ck
+						c.drops.inc(CookieSent)
+						deadline = time.Now() // resend at once with the cookie
+					} else {
+						c.countDrop(err)
+					}
+				case TypeResponse:
+					sess, asg, err := in.Complete(b, io.key.Public)
+					if err != nil {
+						c.countDrop(err)
+						continue
+					}
+					*backoff = time.Second
+					return c.established(io, sess, asg)
+				default:
+					c.drops.inc(DropUnknownIndex) // transport for an old session
+				}
 			}
 		}
 		*backoff = min(*backoff*2, 30*time.Second)
@@ -319,8 +326,8 @@ type rekeying struct {
 // keepAlive receives from the server, sends heartbeats and rekeys until the
 // server has been silent for three heartbeat intervals.
 func (c *Client) keepAlive(ctx context.Context, io *clientIO) {
-	buf := make([]byte, 65536)
-	out := make([]byte, 0, 65536)
+	r, tw := io.in, newTUNWriter(io.tun)
+	defer tw.flush()
 	hb := c.heartbeat()
 	dead := 3*hb + time.Second
 	next := time.Now() // heartbeat at once: the server learns our endpoint
@@ -343,24 +350,32 @@ func (c *Client) keepAlive(ctx context.Context, io *clientIO) {
 			return
 		}
 		io.conn.SetReadDeadline(minTime(next, now.Add(250*time.Millisecond)))
-		n, from, err := io.conn.ReadFromUDPAddrPort(buf)
+		n, err := r.read()
 		if err != nil {
 			continue // a timeout, or the socket closed as ctx ended
 		}
-		if from != c.cfg.Server.AddrPort {
-			c.drops.inc(DropMalformed)
-			continue
+		for i := range n {
+			b, from := r.datagram(i)
+			if from != c.cfg.Server.AddrPort {
+				c.drops.inc(DropMalformed)
+				continue
+			}
+			switch typ, _ := MessageType(b); typ {
+			case TypeResponse, TypeCookie:
+				if c.finishRekey(io, &rk, b) {
+					born = time.Now()
+				}
+			default:
+				if closed := c.receive(io, b, tw); closed {
+					c.down(io, "closed by server")
+					return
+				}
+			}
 		}
-		switch typ, _ := MessageType(buf[:n]); typ {
-		case TypeResponse, TypeCookie:
-			if c.finishRekey(io, &rk, buf[:n]) {
-				born = time.Now()
-			}
-		default:
-			if closed := c.receive(io, buf[:n], out[:0]); closed {
-				c.down(io, "closed by server")
-				return
-			}
+		tw.flush()
+		if tw.err != nil {
+			io.env.Log.Debug("tun write failed", "tun", io.tun.Name(), "err", tw.err)
+			tw.err = nil
 		}
 	}
 }
@@ -415,8 +430,9 @@ func (c *Client) finishRekey(io *clientIO, rk *rekeying, b []byte) bool {
 	return true
 }
 
-// receive handles one transport message from the server; it reports a close.
-func (c *Client) receive(io *clientIO, b, out []byte) bool {
+// receive handles one transport message from the server, queueing a data
+// packet on tw; it reports a close.
+func (c *Client) receive(io *clientIO, b []byte, tw *tunWriter) bool {
 	tr, err := ParseTransport(b)
 	if err != nil {
 		c.countDrop(err)
@@ -431,7 +447,7 @@ func (c *Client) receive(io *clientIO, b, out []byte) bool {
 			return false
 		}
 	}
-	pt, err := s.Open(out, tr)
+	pt, err := s.Open(tw.next(), tr)
 	if err != nil {
 		c.countDrop(err)
 		return false
@@ -443,7 +459,7 @@ func (c *Client) receive(io *clientIO, b, out []byte) bool {
 	c.bytesIn.Add(uint64(len(pt)))
 	switch tr.Type {
 	case TypeData:
-		io.tun.Write(pt)
+		tw.push(pt)
 	case TypeClose:
 		return true
 	}
@@ -473,24 +489,31 @@ func (c *Client) sendTransport(io *clientIO, typ byte, pt []byte) {
 	c.bytesOut.Add(uint64(len(pt)))
 }
 
-// tunLoop carries packets from the virtual NIC into the tunnel.
+// tunLoop carries packets from the virtual NIC into the tunnel: each is
+// sealed where the TUN read put it and sent with the others of its read.
 func (c *Client) tunLoop(ctx context.Context, io *clientIO) {
-	buf := make([]byte, 65536)
-	out := make([]byte, 0, 65536+TransportOverhead)
+	r, w := newTUNReader(io.tun), newUDPWriter(io.conn)
 	for {
-		n, err := io.tun.Read(buf)
+		n, err := r.read()
 		if err != nil {
 			return // closed on stop
 		}
 		s := c.sess.Load()
-		if s == nil {
-			c.drops.inc(DropNoTunnel)
-			continue
+		for i := range n {
+			pkt := r.packet(i)
+			if s == nil {
+				c.drops.inc(DropNoTunnel)
+				continue
+			}
+			w.send(s.SealInPlace(pkt, TypeData), c.cfg.Server.AddrPort)
+			c.pktsOut.Add(1)
+			c.bytesOut.Add(uint64(len(pkt) - transportHeaderLen))
 		}
-		out = s.Seal(out[:0], TypeData, buf[:n])
-		io.conn.WriteToUDPAddrPort(out, c.cfg.Server.AddrPort)
-		c.pktsOut.Add(1)
-		c.bytesOut.Add(uint64(n))
+		w.flush()
+		if w.err != nil {
+			io.env.Log.Debug("tunnel send failed", "err", w.err)
+			w.err = nil
+		}
 	}
 }
 

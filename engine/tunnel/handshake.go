@@ -83,6 +83,18 @@ func (s *Session) Seal(dst []byte, typ byte, plaintext []byte) []byte {
 	return s.send.Encrypt(dst, n, dst[start:start+transportHeaderLen], plaintext)
 }
 
+// SealInPlace seals the plaintext buf[transportHeaderLen:] where it lies:
+// the header goes into the room left at the front of buf and the tag after
+// the plaintext, which needs TransportOverhead-transportHeaderLen bytes of
+// capacity behind buf. It returns the message, which aliases buf.
+func (s *Session) SealInPlace(buf []byte, typ byte) []byte {
+	n := s.counter.Add(1) - 1
+	putTransportHeader(buf, typ, s.Remote, n)
+	// The AEAD writes the ciphertext exactly over the plaintext, which it
+	// allows; the header it authenticates is not overwritten.
+	return s.send.Encrypt(buf[:transportHeaderLen], n, buf[:transportHeaderLen], buf[transportHeaderLen:])
+}
+
 // Open authenticates and decrypts a transport message addressed to s,
 // appending the plaintext to dst. The replay window is consulted only after
 // the tag verifies, so forged packets cannot move it.

@@ -22,8 +22,10 @@ import (
 // roles create, as wireguard-go's tuntest does.
 type tunHost struct {
 	*fake.NAT
-	mu   sync.Mutex
-	tuns map[string]*fake.TUN
+	// batch hands roles batch-capable TUNs and sockets (batch_test.go).
+	batch bool
+	mu    sync.Mutex
+	tuns  map[string]*fake.TUN
 }
 
 func newTunHost(name string, n *fake.Network, links ...string) *tunHost {
@@ -38,7 +40,18 @@ func (h *tunHost) CreateTUN(name string, mtu int) (engine.TUN, error) {
 	h.mu.Lock()
 	h.tuns[name] = t.(*fake.TUN)
 	h.mu.Unlock()
+	if h.batch {
+		return batchTUN{t.(*fake.TUN)}, nil
+	}
 	return t, nil
+}
+
+func (h *tunHost) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UDPConn, error) {
+	c, err := h.NAT.ListenUDP(laddr, opt)
+	if err != nil || !h.batch {
+		return c, err
+	}
+	return &batchUDP{UDPConn: c}, nil
 }
 
 func (h *tunHost) tun(t *testing.T, name string) *fake.TUN {
@@ -94,13 +107,29 @@ func writeKey(t *testing.T, dir, name string) (priv string, pub PublicKey) {
 	return path, PublicKey(k.Public)
 }
 
+type labOpts struct {
+	idle, rekey time.Duration
+	batch       bool // batch TUNs and sockets on both nodes
+}
+
 func startLab(t *testing.T, idle time.Duration, rekey ...time.Duration) *lab {
 	t.Helper()
+	o := labOpts{idle: idle}
+	if len(rekey) > 0 {
+		o.rekey = rekey[0]
+	}
+	return startLabOpts(t, o)
+}
+
+func startLabOpts(t *testing.T, o labOpts) *lab {
+	t.Helper()
+	idle := o.idle
 	dir := t.TempDir()
 	sPriv, sPub := writeKey(t, dir, "server.key")
 	cPriv, cPub := writeKey(t, dir, "client.key")
 	n := fake.NewNetwork()
 	l := &lab{server: newTunHost("server", n, "eth0"), client: newTunHost("client", n, "eth0")}
+	l.server.batch, l.client.batch = o.batch, o.batch
 	l.server.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("203.0.113.1/24")})
 	l.client.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("198.18.0.2/24")})
 	l.srv = NewServer(profiles.TunnelServer{
@@ -114,8 +143,8 @@ func startLab(t *testing.T, idle time.Duration, rekey ...time.Duration) *lab {
 		Server: profiles.AddrPort{AddrPort: netip.MustParseAddrPort("203.0.113.1:51820")}, ServerPublicKey: sPub.String(),
 		PrivateKeyFile: cPriv, Routes: []profiles.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.0/24")}},
 	})
-	if len(rekey) > 0 {
-		l.cli.RekeyAfter = rekey[0]
+	if o.rekey > 0 {
+		l.cli.RekeyAfter = o.rekey
 	}
 	st, err := store.Open(filepath.Join(dir, "server.db"))
 	if err != nil {
@@ -207,8 +236,13 @@ func recvPacket(t *testing.T, c chan []byte) []byte {
 }
 
 func TestTunnelEndToEnd(t *testing.T) {
+	t.Run("one packet per call", func(t *testing.T) { testEndToEnd(t, false) })
+	t.Run("batches", func(t *testing.T) { testEndToEnd(t, true) })
+}
+
+func testEndToEnd(t *testing.T, batch bool) {
 	checkLeaks(t)
-	l := startLab(t, 30*time.Second)
+	l := startLabOpts(t, labOpts{idle: 30 * time.Second, batch: batch})
 	up := l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
 	l.waitEvent(t, "client", engine.KindTunnelUp, 5*time.Second)
 	index := up.Fields["index"].(uint32)
@@ -365,8 +399,13 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestTunnelRekeysKeepingIndexAndTraffic(t *testing.T) {
+	t.Run("one packet per call", func(t *testing.T) { testRekeys(t, false) })
+	t.Run("batches", func(t *testing.T) { testRekeys(t, true) })
+}
+
+func testRekeys(t *testing.T, batch bool) {
 	checkLeaks(t)
-	l := startLab(t, 30*time.Second, 500*time.Millisecond)
+	l := startLabOpts(t, labOpts{idle: 30 * time.Second, rekey: 500 * time.Millisecond, batch: batch})
 	up := l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
 	waitFor(t, func() bool { return l.cli.Rekeys() >= 3 })
 	for i := 0; i < 3; i++ {

@@ -328,10 +328,9 @@ func (s *Server) unpersist(a netip.Addr) {
 }
 
 func (s *Server) udpLoop(ctx context.Context, resp *Responder) error {
-	buf := make([]byte, 65536)
-	out := make([]byte, 0, 65536)
+	r, tw := newUDPReader(s.conn), newTUNWriter(s.tun)
 	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
+		n, err := r.read()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -342,26 +341,35 @@ func (s *Server) udpLoop(ctx context.Context, resp *Responder) error {
 			}
 			return fmt.Errorf("tunnel server: read: %w", err)
 		}
-		out = s.handle(buf[:n], from, time.Now(), resp, out[:0])
+		now := time.Now()
+		for i := range n {
+			b, from := r.datagram(i)
+			s.handle(b, from, now, resp, tw)
+		}
+		tw.flush()
+		if tw.err != nil {
+			s.env.Log.Debug("tun write failed", "tun", s.tunName(), "err", tw.err)
+			tw.err = nil
+		}
 	}
 }
 
-// handle processes one datagram; out is scratch space for replies.
-func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time, resp *Responder, out []byte) []byte {
+// handle processes one datagram. Data for the TUN is queued on tw (nil:
+// dropped, for tests that drive handle without a TUN).
+func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time, resp *Responder, tw *tunWriter) {
 	typ, err := MessageType(b)
 	if err != nil {
 		s.countCodec(err)
-		return out
+		return
 	}
 	switch typ {
 	case TypeRequest:
 		s.handleRequest(b, from, now, resp)
 	case TypeData, TypeHeartbeat, TypeClose:
-		return s.handleTransport(b, from, now, out)
+		s.handleTransport(b, from, now, tw)
 	default:
 		s.drops.inc(DropMalformed) // responses and cookies go to clients
 	}
-	return out
 }
 
 func (s *Server) countCodec(err error) {
@@ -506,29 +514,36 @@ func (s *Server) removeLocked(t *tunnelEntry) {
 	}
 }
 
-func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, out []byte) []byte {
+func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, tw *tunWriter) {
 	tr, err := ParseTransport(b)
 	if err != nil {
 		s.countCodec(err)
-		return out
+		return
 	}
 	s.mu.RLock()
 	t := s.byIndex[tr.Receiver]
 	s.mu.RUnlock()
 	if t == nil {
 		s.drops.inc(DropUnknownIndex)
-		return out
+		return
 	}
-	pt, err := t.sess.Load().Open(out[:0], tr)
+	// Open into the buffer the TUN write takes (not in place: a failed
+	// Open wipes its output, and the previous session must still see the
+	// ciphertext).
+	var out []byte
+	if tw != nil {
+		out = tw.next()
+	}
+	pt, err := t.sess.Load().Open(out, tr)
 	current := err == nil
 	if err != nil {
 		if p := t.prev.Load(); p != nil {
-			pt, err = p.Open(out[:0], tr)
+			pt, err = p.Open(out, tr)
 		}
 	}
 	if err != nil {
 		s.countCodec(err)
-		return out
+		return
 	}
 	if current {
 		s.authenticated(t, tr.Counter, from, now)
@@ -541,15 +556,16 @@ func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, o
 			// A client may only send from the address it was given; no
 			// spoofing other tunnels' (or anybody's) addresses.
 			s.drops.inc(DropSpoofed)
-			return pt
+			return
 		}
-		s.tun.Write(pt)
+		if tw != nil {
+			tw.push(pt)
+		}
 	case TypeHeartbeat:
 		s.send(t, TypeHeartbeat, nil)
 	case TypeClose:
 		s.drop(t, engine.KindTunnelDown, "closed by client")
 	}
-	return pt
 }
 
 // authenticated records a verified message: liveness, and roaming when it
@@ -592,34 +608,42 @@ func (s *Server) drop(t *tunnelEntry, kind, reason string) {
 	s.env.Emit.Emit(kind, engine.Fields{"index": t.index, "client": t.name, "virtual": t.addr.String(), "endpoint": t.peer().String(), "reason": reason})
 }
 
+// tunLoop carries packets from the TUN into the tunnels of their
+// destinations: each is sealed where the TUN read put it and sent with the
+// others of its read.
 func (s *Server) tunLoop(ctx context.Context) error {
-	buf := make([]byte, 65536)
-	out := make([]byte, 0, 65536+TransportOverhead)
+	r, w := newTUNReader(s.tun), newUDPWriter(s.conn)
 	for {
-		n, err := s.tun.Read(buf)
+		n, err := r.read()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("tunnel server: read %s: %w", s.tunName(), err)
 		}
-		pkt := buf[:n]
-		dst, ok := ipv4Dst(pkt)
-		if !ok {
-			s.drops.inc(DropNoTunnel)
-			continue
+		for i := range n {
+			pkt := r.packet(i)
+			dst, ok := ipv4Dst(pkt[transportHeaderLen:])
+			if !ok {
+				s.drops.inc(DropNoTunnel)
+				continue
+			}
+			s.mu.RLock()
+			t := s.byAddr[dst]
+			s.mu.RUnlock()
+			if t == nil {
+				s.drops.inc(DropNoTunnel)
+				continue
+			}
+			w.send(t.sess.Load().SealInPlace(pkt, TypeData), t.peer())
+			t.pktsOut.Add(1)
+			t.bytesOut.Add(uint64(len(pkt) - transportHeaderLen))
 		}
-		s.mu.RLock()
-		t := s.byAddr[dst]
-		s.mu.RUnlock()
-		if t == nil {
-			s.drops.inc(DropNoTunnel)
-			continue
+		w.flush()
+		if w.err != nil {
+			s.env.Log.Debug("tunnel send failed", "err", w.err)
+			w.err = nil
 		}
-		out = t.sess.Load().Seal(out[:0], TypeData, pkt)
-		s.conn.WriteToUDPAddrPort(out, t.peer())
-		t.pktsOut.Add(1)
-		t.bytesOut.Add(uint64(n))
 	}
 }
 
