@@ -387,11 +387,11 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 	case key.Matches(msg, k.Detail):
 		p.detail = !p.detail
 		p.detailOff = 0
-		return tea.Batch(p.loadDetail(m), p.moveTo(m, p.anchor()))
+		return tea.Batch(p.loadDetail(m), p.moveTo(m, p.anchor(m)))
 	case key.Matches(msg, k.Esc):
 		if p.detail {
 			p.detail = false
-			return p.moveTo(m, p.anchor())
+			return p.moveTo(m, p.anchor(m))
 		}
 	case key.Matches(msg, k.Node):
 		p.node = cycle(p.nodes(), p.node)
@@ -418,12 +418,14 @@ func (p *tracePane) hold() {
 	}
 }
 
-// anchor is a window that keeps the selected packet in view.
-func (p *tracePane) anchor() window {
+// anchor is a window that keeps the selected packet in view at the list's
+// height now (the detail pane or a smaller terminal shortens it).
+func (p *tracePane) anchor(m *Model) window {
 	if p.win.kind == winFollow || len(p.rows) == 0 {
 		return window{kind: winFollow}
 	}
-	return window{winFrom, keyOf(&p.rows[0])}
+	top := max(min(p.sel, len(p.rows)-1)-p.listHeight(m)+1, 0)
+	return window{winFrom, keyOf(&p.rows[top])}
 }
 
 // scroll leaves follow mode: the list stays where the user put it while

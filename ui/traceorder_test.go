@@ -176,3 +176,31 @@ func TestTracePagesInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceDetailKeepsSelection: opening the detail pane shortens the list;
+// the selected packet stays in it (selected), also when it was near the
+// bottom of a scrolled list.
+func TestTraceDetailKeepsSelection(t *testing.T) {
+	opt := recordedOptions(t)
+	ring := disorderedRing(t, 100, 3)
+	opt.Trace, opt.Engine, opt.Bus = ring, nil, nil
+	m := New(opt)
+	_, cmd := m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	drive(m, cmd, 0)
+	press(m, "2")
+	for i := 0; i < 3; i++ {
+		press(m, "k") // hold the list, three rows above the newest
+	}
+	want := m.tr.rows[m.tr.sel].Seq
+	press(m, "enter")
+	if !m.tr.detail {
+		t.Fatal("enter did not open the detail pane")
+	}
+	if h := m.tr.listHeight(m); m.tr.sel >= h || m.tr.rows[m.tr.sel].Seq != want {
+		t.Errorf("after opening the detail pane row %d of %d is selected (#%d), want #%d in view",
+			m.tr.sel, h, m.tr.rows[min(m.tr.sel, len(m.tr.rows)-1)].Seq, want)
+	}
+	if m.tr.detailSeq != want {
+		t.Errorf("the detail pane shows #%d, want #%d", m.tr.detailSeq, want)
+	}
+}

@@ -281,7 +281,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
-		cmd = m.tr.moveTo(m, m.tr.anchor()) // the list holds as many rows as fit
+		cmd = m.tr.moveTo(m, m.tr.anchor(m)) // the list holds as many rows as fit
 	case tickMsg:
 		m.now = m.opt.Now()
 		if m.status != "" && m.now.Sub(m.statusAt) > 8*time.Second {
