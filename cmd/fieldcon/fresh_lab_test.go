@@ -42,6 +42,13 @@ func TestRunFreshLabProbesAgain(t *testing.T) {
 			t.Fatalf("run %d: the server's store is not in the default state directory: %v", run, err)
 		}
 	}
+	// `lab down` leaves nothing behind, the lab's stores included.
+	if out, err := exec.Command(bin, "lab", "down", "-p", "rhcp", "--lab-name", name).CombinedOutput(); err != nil {
+		t.Fatalf("lab down: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("lab down left the lab's stores in %s (%v)", state, err)
+	}
 }
 
 // TestLabDownWhenNotUp: removing a lab that is not there says so instead of

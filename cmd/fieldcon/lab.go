@@ -53,12 +53,21 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = resetLabState(p, name)
 		}
 	case "down":
-		if !lab.Exists(name) {
-			fmt.Fprintf(stdout, "lab %s is not up; nothing to remove\n", name)
-			return exitOK
+		// The lab's default stores go with it: "down leaves nothing
+		// behind" (DESIGN.md), and a lab built again starts afresh anyway.
+		up := lab.Exists(name)
+		if up {
+			err = lab.Down(name)
 		}
-		if err = lab.Down(name); err == nil {
-			fmt.Fprintf(stdout, "lab %s removed\n", name)
+		if err == nil && f.stateDir == "" {
+			err = resetLabState(p, name)
+		}
+		if err == nil {
+			if up {
+				fmt.Fprintf(stdout, "lab %s removed\n", name)
+			} else {
+				fmt.Fprintf(stdout, "lab %s is not up; nothing to remove\n", name)
+			}
 			return exitOK
 		}
 	case "status":
