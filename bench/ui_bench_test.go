@@ -83,7 +83,10 @@ func load(b *testing.B) (*trace.Ring, func()) {
 	now := time.Now().Add(-time.Hour).UnixNano()
 	add := func(i int) {
 		t := tpl[i%len(tpl)]
-		t.s.Time = now + int64(i)*50_000
+		// Odd frames come from a second capture goroutine that runs 1 ms
+		// behind: the ring's arrival order is not capture order, as on a
+		// lab with an interface per namespace, and the list must sort.
+		t.s.Time = now + int64(i)*50_000 - int64(i%2)*1_000_000
 		r.Add(t.s, t.frame)
 	}
 	for i := 0; i < buffered; i++ {
@@ -150,6 +153,8 @@ func key(m *ui.Model, k string) {
 	switch k {
 	case "enter":
 		msg = tea.KeyMsg{Type: tea.KeyEnter}
+	case "pgup":
+		msg = tea.KeyMsg{Type: tea.KeyPgUp}
 	default:
 		msg = tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)}
 	}
@@ -186,6 +191,9 @@ func BenchmarkConsoleTrace(b *testing.B) {
 		{"follow", []string{"2"}},
 		{"follow-filter-rhcp", []string{"2", "/", "rhcp", "enter"}},
 		{"scrolled-detail", []string{"2", "g", "j", "j", "enter"}},
+		// Paging back from the newest: each page is read in capture-time
+		// order across its edges (ui/traceorder.go).
+		{"paged-back", []string{"2", "k", "pgup", "pgup"}},
 		// Worst case: a filter nothing matches makes a reader scan the
 		// whole ring for the newest matches.
 		{"follow-filter-nomatch", []string{"2", "/", "dhcp", "enter"}},
@@ -193,7 +201,7 @@ func BenchmarkConsoleTrace(b *testing.B) {
 	for _, c := range cases {
 		m := newConsole(r)
 		for _, k := range c.setup {
-			if k == "/" || k == "enter" || len(k) == 1 {
+			if k == "/" || k == "enter" || k == "pgup" || len(k) == 1 {
 				key(m, k)
 			} else {
 				for _, ch := range k {
