@@ -214,11 +214,18 @@ func (w *udpWriter) send(b []byte, to netip.AddrPort) {
 }
 
 func (w *udpWriter) flush() {
-	if len(w.msgs) == 0 {
+	switch len(w.msgs) {
+	case 0:
 		return
-	}
-	if _, err := w.bc.WriteBatch(w.msgs); err != nil {
-		w.err = err
+	case 1:
+		// A lone datagram (an echo, an ACK): sendto is the shorter way.
+		if _, err := w.conn.WriteToUDPAddrPort(w.msgs[0].Buf, w.msgs[0].Addr); err != nil {
+			w.err = err
+		}
+	default:
+		if _, err := w.bc.WriteBatch(w.msgs); err != nil {
+			w.err = err
+		}
 	}
 	clear(w.msgs) // drop the references to the buffers
 	w.msgs = w.msgs[:0]
