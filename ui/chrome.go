@@ -60,30 +60,39 @@ func (m *Model) renderStatus(w int) string {
 }
 
 // renderFooter: the current view's key hints, then the global ones, as many
-// as fit.
+// as fit; "? help" and "q quit" always stay, since a narrow terminal must
+// still say how to find the rest and how to leave.
 func (m *Model) renderFooter(w int) string {
-	var bs []key.Binding
+	var opt, always []key.Binding
 	if m.help {
-		bs = []key.Binding{m.keys.Esc, m.keys.Quit}
+		always = []key.Binding{m.keys.Esc, m.keys.Quit}
 	} else {
-		bs = append(m.panes[m.view].hints(m), m.keys.Next, m.keys.Help, m.keys.Quit)
+		opt = append(m.panes[m.view].hints(m), m.keys.Next)
+		always = []key.Binding{m.keys.Help, m.keys.Quit}
 	}
-	var b strings.Builder
-	width := 0
-	for _, k := range bs {
+	item := func(k key.Binding) string {
 		h := k.Help()
-		item := m.st.Key.Render(h.Key) + " " + m.st.Dim.Render(h.Desc)
-		iw := lipgloss.Width(item) + 2
-		if width+iw > w {
+		return m.st.Key.Render(h.Key) + " " + m.st.Dim.Render(h.Desc)
+	}
+	var items []string
+	reserved := 0
+	for _, k := range always {
+		reserved += lipgloss.Width(item(k)) + 2
+	}
+	width := 0
+	for _, k := range opt {
+		it := item(k)
+		iw := lipgloss.Width(it) + 2
+		if width+iw+reserved > w+2 {
 			break
 		}
-		if width > 0 {
-			b.WriteString("  ")
-		}
-		b.WriteString(item)
+		items = append(items, it)
 		width += iw
 	}
-	return b.String()
+	for _, k := range always {
+		items = append(items, item(k))
+	}
+	return clip(strings.Join(items, "  "), w)
 }
 
 func (m *Model) renderHelp(w int) string {
