@@ -7,6 +7,8 @@ package arbitrate
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 
@@ -32,9 +34,34 @@ type Temporarier interface {
 	Temporary(address string) bool
 }
 
+// Scope is what the mechanisms configure: the formal-address check looks
+// only there. A device's other interfaces (a management port, an uplink) and
+// the other address family (an IPv6 SLAAC address next to IPv4 RHCP) do not
+// mean the device already has the address the mechanisms would give it.
+type Scope struct {
+	// Ifaces the mechanisms configure; empty means every interface.
+	Ifaces []string
+	// IPv4 and IPv6 say which families they configure; neither means both.
+	IPv4, IPv6 bool
+}
+
+// covers reports whether an address on iface is in the scope.
+func (s Scope) covers(a engine.Address) bool {
+	if !s.IPv4 && !s.IPv6 {
+		return true
+	}
+	ip := a.Prefix.Addr()
+	return ip.Is4() && s.IPv4 || !ip.Is4() && s.IPv6
+}
+
 // Wrap replaces the roles that provide one of the listed mechanisms with one
 // Arbiter running them. With no mechanisms listed the roles run as they are.
 func Wrap(listed []string, roles []engine.Role) []engine.Role {
+	return WrapScoped(listed, Scope{}, roles)
+}
+
+// WrapScoped is Wrap with the formal-address check limited to scope.
+func WrapScoped(listed []string, scope Scope, roles []engine.Role) []engine.Role {
 	if len(listed) == 0 {
 		return roles
 	}
@@ -54,7 +81,9 @@ func Wrap(listed []string, roles []engine.Role) []engine.Role {
 	if at < 0 {
 		return roles
 	}
-	out[at] = New(mechs)
+	a := New(mechs)
+	a.scope = scope
+	out[at] = a
 	return out
 }
 
@@ -72,6 +101,7 @@ func provides(listed []string, kind string) bool {
 // Arbiter is the role that runs the mechanisms.
 type Arbiter struct {
 	mechs []engine.Role
+	scope Scope
 
 	mu       sync.Mutex
 	winner   string
@@ -153,7 +183,7 @@ func (a *Arbiter) Run(ctx context.Context, env *engine.Env) error {
 		names[i] = m.Kind()
 	}
 	env.Progress.Plan("formal address check", "mechanisms started", "won")
-	addrs, err := env.Host.Addresses("")
+	addrs, err := a.scopedAddresses(env.Host)
 	if err != nil {
 		return err
 	}
@@ -187,6 +217,38 @@ func (a *Arbiter) Run(ctx context.Context, env *engine.Env) error {
 	<-ctx.Done()
 	a.stopAll(env, "", "stopped")
 	return nil
+}
+
+// scopedAddresses lists the host's addresses the formal-address check
+// considers (Scope).
+func (a *Arbiter) scopedAddresses(h engine.Host) ([]engine.Address, error) {
+	ifaces := a.scope.Ifaces
+	if len(ifaces) == 0 {
+		ifaces = []string{""}
+	}
+	var out []engine.Address
+	for _, iface := range ifaces {
+		addrs, err := h.Addresses(iface)
+		if errors.Is(err, engine.ErrNotExist) {
+			continue // not there yet (a PPP link comes up later): no address
+		}
+		if err != nil {
+			return nil, fmt.Errorf("arbiter: addresses of %s: %w", ifaceName(iface), err)
+		}
+		for _, ad := range addrs {
+			if a.scope.covers(ad) {
+				out = append(out, ad)
+			}
+		}
+	}
+	return out, nil
+}
+
+func ifaceName(iface string) string {
+	if iface == "" {
+		return "every interface"
+	}
+	return iface
 }
 
 // start runs one mechanism with its own undo record, watching its events

@@ -50,5 +50,42 @@ func Roles(p *profiles.Profile, n *profiles.Node) ([]engine.Role, error) {
 	if n.TunnelClient != nil {
 		roles = append(roles, tunnel.NewClient(*n.TunnelClient))
 	}
-	return arbitrate.Wrap(n.Mechanisms, roles), nil
+	return arbitrate.WrapScoped(n.Mechanisms, mechanismScope(n), roles), nil
+}
+
+// mechanismScope is where a node's listed mechanisms put addresses: the
+// RHCP and DHCP clients' interfaces (IPv4: both protocols are IPv4 today)
+// and, when static is listed, the static addresses' interfaces and
+// families. Only there does an address mean the device is already
+// addressed.
+func mechanismScope(n *profiles.Node) arbitrate.Scope {
+	var s arbitrate.Scope
+	add := func(iface string) {
+		for _, i := range s.Ifaces {
+			if i == iface {
+				return
+			}
+		}
+		s.Ifaces = append(s.Ifaces, iface)
+	}
+	for _, m := range n.Mechanisms {
+		switch {
+		case (m == "rhcp" || m == "rhcp+dhcp") && n.RHCPClient != nil:
+			add(n.RHCPClient.Iface)
+			s.IPv4 = true
+		case m == "dhcp" && n.DHCPClient != nil:
+			add(n.DHCPClient.Iface)
+			s.IPv4 = true
+		case m == "static" && n.Static != nil:
+			for _, a := range n.Static.Addresses {
+				add(a.Iface)
+				if a.Address.Addr().Is4() {
+					s.IPv4 = true
+				} else {
+					s.IPv6 = true
+				}
+			}
+		}
+	}
+	return s
 }
