@@ -2,7 +2,8 @@
 // from the profile, RHCP, RHCP+DHCP, plain DHCP; spec CN102244689A and
 // DESIGN.md §1 "Arbitration"): every mechanism the device supports starts,
 // the first formal address wins, the others stop and undo what they did. If
-// the device already has a formal address, none starts.
+// the device already has a formal address where the mechanisms would put
+// one (Scope: their interfaces and address families), none starts.
 package arbitrate
 
 import (
