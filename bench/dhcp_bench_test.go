@@ -107,9 +107,9 @@ func startFieldconServer(b *testing.B, ns, dir string) (stop func()) {
 		st.Close()
 		h.Close()
 		s := role.Stats()
-		b.Logf("fieldcon server: read %d (D %d, R %d), sent O %d A %d N %d, silent %d, send errors %d, store errors %d; "+
+		b.Logf("fieldcon server: read %d (D %d, R %d), sent O %d A %d N %d, silent %d %v, send errors %d, store errors %d; "+
 			"%d fsyncs (max batch %d, max %s); slowest reply %s, %d over 1s",
-			s.Received, s.Discovers, s.Requests, s.Offers, s.Acks, s.Naks, s.Silent, s.SendErrors, s.StoreErrors,
+			s.Received, s.Discovers, s.Requests, s.Offers, s.Acks, s.Naks, s.Silent, s.SilentWhy, s.SendErrors, s.StoreErrors,
 			s.Commits, s.MaxBatch, s.MaxCommit.Round(time.Microsecond), s.MaxReplyDelay.Round(time.Microsecond), s.SlowReplies)
 	}
 }

@@ -5,8 +5,12 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/fieldcon/fieldcon/drivers/fake"
+	"github.com/fieldcon/fieldcon/engine"
 )
 
 func runFilter(t *testing.T, raw []bpf.RawInstruction, frame []byte) bool {
@@ -121,5 +125,38 @@ func TestARPFilter(t *testing.T) {
 	ip := BuildFrame(Frame{SrcMAC: mac, Src: netip.MustParseAddrPort("192.0.2.10:67"), Dst: netip.MustParseAddrPort("192.0.2.10:68")})
 	if runFilter(t, ARPFilter(mine), ip) {
 		t.Error("arp filter accepts an IPv4 frame")
+	}
+}
+
+// drivers/fake runs a socket's filter on every injected frame, as the
+// kernel does, so unit tests on the fake see what the role would see.
+func TestFakeRunsPacketFilter(t *testing.T) {
+	h := fake.NewHost("cli", fake.NewNetwork(), "eth0")
+	c, err := h.OpenPacket("eth0", engine.PacketOptions{Protocol: engine.EthIPv4, Filter: ClientFilter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	h.Inject("eth0", BuildFrame(Frame{SrcMAC: mac, Src: netip.MustParseAddrPort("192.0.2.1:53"), Dst: netip.MustParseAddrPort("192.0.2.9:4000"), Payload: []byte("dns")}))
+	h.Inject("eth0", BuildARP(ARP{Op: 1, EthSrc: mac, SenderMAC: mac, TargetIP: netip.MustParseAddr("192.0.2.9")}))
+	h.Inject("eth0", BuildFrame(Frame{SrcMAC: mac, Src: netip.MustParseAddrPort("192.0.2.1:67"), Dst: netip.MustParseAddrPort("192.0.2.9:68"), Payload: []byte("offer")}))
+	buf := make([]byte, 1500)
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	n, _, err := c.ReadPacket(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := ParseFrame(buf[:n]); err != nil || string(f.Payload) != "offer" {
+		t.Fatalf("first frame read: %+v (%v), want the offer", f, err)
+	}
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, _, err := c.ReadPacket(buf); err == nil {
+		t.Error("read a second frame; the filter should have dropped the others")
+	}
+	// A program the fake cannot run (an ancillary load) is refused.
+	anc, _ := bpf.Assemble([]bpf.Instruction{bpf.LoadExtension{Num: bpf.ExtType}, bpf.RetA{}})
+	if _, err := h.OpenPacket("eth0", engine.PacketOptions{Filter: anc}); err == nil {
+		t.Error("fake accepted a filter with an ancillary load it cannot run")
 	}
 }

@@ -89,6 +89,8 @@ type Reply struct {
 	Msg    *dhcpv4.DHCPv4
 	To     netip.AddrPort
 	Commit *ServerLease
+	// Silence says why Msg is nil, for the server's counters.
+	Silence string
 }
 
 // Server is the DHCP server's logic: pools, reservations and leases in
@@ -272,7 +274,7 @@ func (s *Server) pick(p *Pool, key string, res *Reservation, requested netip.Add
 // Handle answers one request received on a link with the given addresses.
 func (s *Server) Handle(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time) Reply {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) == 0 {
-		return Reply{}
+		return Reply{Silence: "not a request"}
 	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
@@ -286,7 +288,7 @@ func (s *Server) Handle(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time) 
 	case dhcpv4.MessageTypeInform:
 		return s.inform(req, link)
 	}
-	return Reply{}
+	return Reply{Silence: "message type"}
 }
 
 func clientIDOf(req *dhcpv4.DHCPv4) []byte { return req.GetOneOption(dhcpv4.OptionClientIdentifier) }
@@ -301,11 +303,11 @@ func (s *Server) discover(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time
 		p = s.poolOf(res.Address)
 	}
 	if p == nil {
-		return Reply{}
+		return Reply{Silence: "no pool for the link"}
 	}
 	addr := s.pick(p, key, res, ipFrom(req.RequestedIPAddress()), now)
 	if !addr.IsValid() {
-		return Reply{} // pool exhausted: stay silent (RFC 2131 §4.3.1)
+		return Reply{Silence: "pool exhausted"} // RFC 2131 §4.3.1
 	}
 	if s.cfg.RapidCommit && req.Options.Has(dhcpv4.OptionRapidCommit) {
 		return s.ack(req, p, res, addr, now, true)
@@ -352,7 +354,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 			if l, ok := s.leases[key]; ok && l.State == LeaseOffered {
 				l.State = LeaseReleased
 			}
-			return Reply{}
+			return Reply{Silence: "another server selected"}
 		}
 		want = requested
 	case ci.IsValid() && !ci.IsUnspecified():
@@ -361,7 +363,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 		want = requested // INIT-REBOOT
 	}
 	if !want.IsValid() || want.IsUnspecified() {
-		return Reply{}
+		return Reply{Silence: "request without address"}
 	}
 	p := s.poolOf(want)
 	// The address must be on the client's subnet (giaddr or link) and be
@@ -442,7 +444,7 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, now time.Time) Reply {
 	addr := ipFrom(req.RequestedIPAddress())
 	l, ok := s.leases[key]
 	if !ok || l.Address != addr {
-		return Reply{}
+		return Reply{Silence: "decline of an unknown lease"}
 	}
 	// RFC 2131 §4.3.3: mark the address as not available; hold it for a
 	// while under its own key so the client can get another one.
@@ -458,7 +460,7 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, now time.Time) Reply {
 func (s *Server) release(req *dhcpv4.DHCPv4, now time.Time) Reply {
 	l, ok := s.leases[keyOf(req)]
 	if !ok || l.Address != ipFrom(req.ClientIPAddr) || l.State != LeaseBound {
-		return Reply{}
+		return Reply{Silence: "release of an unknown lease"}
 	}
 	l.State, l.Expiry = LeaseReleased, now
 	c := *l
@@ -469,7 +471,7 @@ func (s *Server) inform(req *dhcpv4.DHCPv4, link []netip.Prefix) Reply {
 	ci := ipFrom(req.ClientIPAddr)
 	p := s.poolOf(ci)
 	if p == nil {
-		return Reply{}
+		return Reply{Silence: "inform from outside the pools"}
 	}
 	m := s.reply(req, dhcpv4.MessageTypeAck, p, nil, netip.Addr{})
 	m.DeleteOption(dhcpv4.OptionIPAddressLeaseTime)

@@ -22,8 +22,11 @@ type ServerStats struct {
 	Acks        int64
 	Naks        int64
 	// Silent are messages Handle chose not to answer (another server's
-	// selection, no pool for the link, pool exhausted, ...).
-	Silent int64
+	// selection, no pool for the link, pool exhausted, ...), SilentWhy the
+	// same by reason (Reply.Silence). Declines and releases, which have no
+	// answer, are counted only when they were not applied.
+	Silent    int64
+	SilentWhy map[string]int64
 	// SendErrors are replies the socket refused.
 	SendErrors int64
 	// StoreErrors are replies withheld because their lease could not be
@@ -54,7 +57,12 @@ func (c *serverCounters) update(f func(s *ServerStats)) {
 func (c *serverCounters) snapshot() ServerStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.s
+	s := c.s
+	s.SilentWhy = make(map[string]int64, len(c.s.SilentWhy))
+	for k, v := range c.s.SilentWhy {
+		s.SilentWhy[k] = v
+	}
+	return s
 }
 
 // received counts a decoded request and the reply Handle chose.
@@ -67,8 +75,12 @@ func (c *serverCounters) received(req *dhcpv4.DHCPv4, reply Reply) {
 		case dhcpv4.MessageTypeRequest:
 			s.Requests++
 		}
-		if reply.Msg == nil {
+		if reply.Msg == nil && reply.Silence != "" {
 			s.Silent++
+			if s.SilentWhy == nil {
+				s.SilentWhy = map[string]int64{}
+			}
+			s.SilentWhy[reply.Silence]++
 		}
 	})
 }
