@@ -16,6 +16,9 @@ func (v *validator) rhcp(path string, n *Node) {
 	}
 	if c := n.RHCPClient; c != nil {
 		v.rhcpClient(path+".rhcp_client", c)
+		if v.p.Lab != nil {
+			v.rhcpSameKey(path+".rhcp_client", c)
+		}
 	}
 	if d := n.Dnsmasq; d != nil {
 		v.dnsmasq(path+".dnsmasq", d)
