@@ -362,6 +362,20 @@ func TestRoleStartStop(t *testing.T) {
 	}
 }
 
+// TestStoppedArbiterHasNoWinner: with the arbiter stopped from the
+// keyboard, the node line no longer names the earlier winner.
+func TestStoppedArbiterHasNoWinner(t *testing.T) {
+	m := New(withArbiter(t))
+	drive(m, m.fetch(), 0)
+	if !strings.Contains(m.Frame(), "winner rhcp") {
+		t.Fatalf("the recorded device should show its winner:\n%s", m.Frame())
+	}
+	m.Update(actionMsg{what: "stopped arbiter on device", marks: []string{"device|arbiter"}, stopped: true})
+	if f := m.Frame(); strings.Contains(f, "winner rhcp") || !strings.Contains(f, "winner static") {
+		t.Errorf("with the device's arbiter stopped, want no winner on it (and the others' kept):\n%s", f)
+	}
+}
+
 // TestOverviewNewestRun: an arbiter restarted in place may still report
 // its mechanism's earlier run; the overview shows the newest run only.
 func TestOverviewNewestRun(t *testing.T) {

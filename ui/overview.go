@@ -267,7 +267,9 @@ func (p *overviewPane) nodeLine(m *Model, n *engine.NodeSnapshot, w int) string 
 	if n.Netns != "" {
 		s += st.Dim.Render(" (" + n.Netns + ")")
 	}
-	if n.Winner != "" {
+	// A stopped arbiter still names the mechanism that won before; its
+	// address is undone, so there is no winner to show.
+	if n.Winner != "" && !m.stopped[n.Name+"|arbiter"] {
 		s += "  " + st.OK.Render("winner "+n.Winner)
 	}
 	for _, a := range n.Addresses {
