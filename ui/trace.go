@@ -363,8 +363,8 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 			return p.scroll(m, window{winFrom, keyOf(&p.rows[n-1]).after()})
 		}
 	case key.Matches(msg, k.Top):
-		p.selSeq, p.selKey, p.sel = math.MaxUint64, oldestKey, 0 // no packet: the first in time
-		return p.scroll(m, window{winFrom, oldestKey})
+		p.selSeq, p.selKey, p.sel = math.MaxUint64, oldestKey(), 0 // no packet: the first in time
+		return p.scroll(m, window{winFrom, oldestKey()})
 	case key.Matches(msg, k.Bottom), key.Matches(msg, k.Follow):
 		p.paused = false
 		return p.moveTo(m, window{kind: winFollow})

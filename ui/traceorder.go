@@ -41,7 +41,7 @@ func (a rowKey) less(b rowKey) bool { return a.t < b.t || (a.t == b.t && a.seq <
 func (a rowKey) after() rowKey { return rowKey{a.t, a.seq + 1} }
 
 // oldestKey is before every row.
-var oldestKey = rowKey{math.MinInt64, 0}
+func oldestKey() rowKey { return rowKey{math.MinInt64, 0} }
 
 // sortByKey sorts rows into capture-time order. Rows come nearly sorted
 // (arrival order is capture order but for the interleaving), which
@@ -151,7 +151,7 @@ func (r *orderedReader) newest() ([]trace.Summary, uint64) {
 // after k, the newest h.
 func (r *orderedReader) from(k rowKey) []trace.Summary {
 	c := collector{h: r.h, pass: func(k2 rowKey) bool { return !k2.less(k) }}
-	if k != oldestKey {
+	if k != oldestKey() {
 		// Rows that arrived before k's but were captured after it.
 		r.scanBack(k.seq, func(chunk []trace.Summary) bool {
 			c.add(chunk)
@@ -184,7 +184,7 @@ func (r *orderedReader) before(k rowKey) []trace.Summary {
 		return !c.full || chunk[0].Time+reorderSpan >= c.bound
 	})
 	if len(c.rows) < r.h {
-		return r.from(oldestKey)
+		return r.from(oldestKey())
 	}
 	return lastH(c.rows, r.h)
 }

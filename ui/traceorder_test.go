@@ -99,7 +99,7 @@ func TestOrderedWindows(t *testing.T) {
 				}
 				check(fmt.Sprintf("before row %d", i), rd.before(k), want)
 			}
-			check("from the oldest", rd.from(oldestKey), all[:h])
+			check("from the oldest", rd.from(oldestKey()), all[:h])
 		})
 	}
 }
