@@ -160,3 +160,41 @@ func TestPacketFilterARP(t *testing.T) {
 		t.Errorf("unfiltered ARP socket read %d frames, want at least 21", n)
 	}
 }
+
+// TestSendIPv4 sends a datagram from port 67 of a through the send-only raw
+// socket while a UDP socket of a holds 67: b receives it from 192.0.2.1:67,
+// and the datagram b sends back to 67 reaches a's socket, not the raw one.
+func TestSendIPv4(t *testing.T) {
+	requireRoot(t)
+	ha, hb, _, _ := twoHosts(t)
+	srv, err := ha.ListenUDP(netip.MustParseAddrPort("0.0.0.0:67"), engine.UDPOptions{ReuseAddr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cli, err := hb.ListenUDP(netip.MustParseAddrPort("0.0.0.0:68"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	pkt := dhcp.BuildDatagram(netip.MustParseAddrPort("192.0.2.1:67"), netip.MustParseAddrPort("192.0.2.2:68"), []byte("forcerenew"))
+	if err := ha.SendIPv4(pkt); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	cli.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, from, err := cli.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "forcerenew" || from.Addr().Unmap() != netip.MustParseAddr("192.0.2.1") || from.Port() != 67 {
+		t.Fatalf("b read %q from %s (%v), want \"forcerenew\" from 192.0.2.1:67", buf[:n], from, err)
+	}
+	if _, err := cli.WriteToUDPAddrPort([]byte("request"), netip.MustParseAddrPort("192.0.2.1:67")); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, _, err := srv.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "request" {
+		t.Fatalf("a's socket on 67 read %q (%v), want the request", buf[:n], err)
+	}
+	if err := ha.SendIPv4([]byte{0x60, 0, 0, 0}); err == nil {
+		t.Error("SendIPv4 accepted something that is not an IPv4 packet")
+	}
+}
