@@ -274,6 +274,24 @@ func smokeActions(t *testing.T, tt *tmuxTerm, lab string) {
 	tt.keys("r")
 	tt.waitScreen(15*time.Second, "rhcp_client runs under the arbiter of device: restarted arbiter")
 	waitTrue("203.0.113.10 on the device after the restart", deviceAddr, true)
+	// The restart undid the address and a new probe gave it back: the log
+	// has the removal, then the address added again.
+	tt.keys("6")
+	tt.waitFunc(10*time.Second, "the device's address removed, then added again, in the log", func(screen string) bool {
+		removed := false
+		for _, l := range strings.Split(screen, "\n") {
+			if !strings.Contains(l, " device ") || !strings.Contains(l, "203.0.113.10/") {
+				continue
+			}
+			switch {
+			case strings.Contains(l, "address.removed"):
+				removed = true
+			case removed && strings.Contains(l, "address.added"):
+				return true
+			}
+		}
+		return false
+	})
 
 	tt.keys("4")
 	tt.selectRow("dhcp-server 198.18.1.") // the server lease, not the address rows
