@@ -3,10 +3,17 @@ package linux
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/fieldcon/fieldcon/engine"
 )
@@ -205,4 +212,107 @@ func TestTUNBatch(t *testing.T) {
 	if seen < k {
 		t.Fatalf("%d of %d replies out of the TUN", seen, k)
 	}
+}
+
+// recordBatch stands in for x/net's PacketConn: it records what sendmmsg
+// would get, and refuses GSO sends when told to, as a device without
+// checksum offload makes udp_send_skb do (EIO).
+type recordBatch struct {
+	sent     []ipv4.Message
+	refuseGS bool
+}
+
+func (r *recordBatch) ReadBatch(ms []ipv4.Message, flags int) (int, error) { return 0, nil }
+
+func (r *recordBatch) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
+	for i, m := range ms {
+		if r.refuseGS && len(m.OOB) > 0 {
+			if i == 0 {
+				return -1, &net.OpError{Op: "write", Err: os.NewSyscallError("sendmmsg", syscall.EIO)}
+			}
+			return i, nil
+		}
+		r.sent = append(r.sent, ipv4.Message{Buffers: append([][]byte(nil), m.Buffers...), OOB: append([]byte(nil), m.OOB...), Addr: &net.UDPAddr{IP: append(net.IP(nil), m.Addr.(*net.UDPAddr).IP...), Port: m.Addr.(*net.UDPAddr).Port}})
+	}
+	return len(ms), nil
+}
+
+// TestUDPBatchRuns checks how WriteBatch groups datagrams into GSO sends,
+// without a kernel: a run ends at another address, a longer datagram,
+// after a shorter one, at 64 segments or at an IP packet's worth.
+func TestUDPBatchRuns(t *testing.T) {
+	a := netip.MustParseAddrPort("192.0.2.2:4000")
+	b := netip.MustParseAddrPort("192.0.2.3:4000")
+	var ms []engine.UDPMessage
+	add := func(n, size int, to netip.AddrPort) {
+		for range n {
+			ms = append(ms, engine.UDPMessage{Buf: make([]byte, size), Addr: to})
+		}
+	}
+	add(3, 1400, a) // run 1
+	add(1, 700, a)  // ends run 1 (shorter last)
+	add(2, 1400, b) // run 2: another address
+	add(1, 1500, b) // longer: run 3
+	add(70, 100, a) // runs 4 and 5: at most 64 segments
+	add(50, 1400, a)
+	rec := &recordBatch{}
+	c := &udpConn{batch: rec, gso: true}
+	if n, err := c.WriteBatch(ms); err != nil || n != len(ms) {
+		t.Fatalf("WriteBatch = %d, %v", n, err)
+	}
+	var runs []string
+	for _, m := range rec.sent {
+		seg := 0
+		if len(m.OOB) > 0 {
+			seg = int(binary.NativeEndian.Uint16(m.OOB[unix.CmsgLen(0):]))
+		}
+		total := 0
+		for _, b := range m.Buffers {
+			total += len(b)
+		}
+		runs = append(runs, fmt.Sprintf("%s:%d/%d/%d", m.Addr.(*net.UDPAddr).IP, len(m.Buffers), seg, total))
+	}
+	// 50×1400 = 70000 is more than an IP packet: 46 (64400) then 4.
+	want := "[192.0.2.2:4/1400/4900 192.0.2.3:2/1400/2800 192.0.2.3:1/0/1500 192.0.2.2:64/100/6400 192.0.2.2:6/100/600 192.0.2.2:46/1400/64400 192.0.2.2:4/1400/5600]"
+	if fmt.Sprint(runs) != want {
+		t.Errorf("sends\n%v\nwant\n%s", runs, want)
+	}
+
+	// A kernel that refuses GSO: the socket falls back to one datagram
+	// per message and sends everything.
+	rec = &recordBatch{refuseGS: true}
+	c = &udpConn{batch: rec, gso: true}
+	if n, err := c.WriteBatch(ms); err != nil || n != len(ms) {
+		t.Fatalf("WriteBatch without GSO = %d, %v", n, err)
+	}
+	if c.gso || len(rec.sent) != len(ms) {
+		t.Errorf("after EIO: gso %v, %d sends for %d datagrams", c.gso, len(rec.sent), len(ms))
+	}
+}
+
+func TestGROSegment(t *testing.T) {
+	b := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
+	h.SetLen(unix.CmsgLen(4))
+	binary.NativeEndian.PutUint32(b[unix.CmsgLen(0):], 1436)
+	if got := groSegment(b); got != 1436 {
+		t.Errorf("groSegment = %d, want 1436", got)
+	}
+	if got := groSegment(nil); got != 0 {
+		t.Errorf("groSegment(nil) = %d", got)
+	}
+}
+
+// FuzzGROSegment: control messages are parsed without trusting lengths.
+func FuzzGROSegment(f *testing.F) {
+	b := make([]byte, unix.CmsgSpace(4))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
+	h.SetLen(unix.CmsgLen(4))
+	f.Add(b)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		groSegment(oob)
+	})
 }
