@@ -501,6 +501,44 @@ func addNftLoss(ctx context.Context, ns, iface string, loss float64) error {
 	return nil
 }
 
+// endProcesses ends the processes running in lab namespace ns: SIGTERM,
+// then SIGKILL for those still there after a second. Only processes whose
+// network namespace is ns are signalled, by PID.
+//
+// Equivalent to: `ip netns pids $ns | xargs kill`
+func endProcesses(ns string) error {
+	pids := func() []int {
+		out, err := exec.Command("ip", "netns", "pids", ns).Output()
+		if err != nil {
+			return nil
+		}
+		var list []int
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+				list = append(list, pid)
+			}
+		}
+		return list
+	}
+	left := pids()
+	for _, pid := range left {
+		unix.Kill(pid, unix.SIGTERM)
+	}
+	for deadline := time.Now().Add(time.Second); len(left) > 0 && time.Now().Before(deadline); left = pids() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, pid := range left {
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	if len(left) > 0 {
+		time.Sleep(50 * time.Millisecond)
+		if still := pids(); len(still) > 0 {
+			return fmt.Errorf("processes %v still run in namespace %s after SIGKILL", still, ns)
+		}
+	}
+	return nil
+}
+
 // clearStaleNetns removes /var/run/netns/ns when it is a file with no
 // namespace mounted on it (left by an `ip netns add` killed half-way): no
 // process can be using it, and it would block the build. A real namespace
@@ -534,9 +572,10 @@ func setSysctl(n *nsHandle, key, value string) error {
 }
 
 // Down removes every namespace of the lab (their veths go with them) and the
-// marker file. Processes still running inside are not killed; they keep
-// their now nameless namespace until they exit. Removing a lab that is not
-// there is not an error.
+// marker file. Processes still running inside (a peer such as dnsmasq whose
+// fieldcon was killed with SIGKILL) are ended first: left alone they would
+// keep serving in a nameless namespace. Removing a lab that is not there is
+// not an error.
 func Down(name string) error {
 	if err := ValidName(name); err != nil {
 		return err
@@ -547,6 +586,9 @@ func Down(name string) error {
 	}
 	var errs []error
 	for _, ns := range names {
+		if err := endProcesses(ns); err != nil {
+			errs = append(errs, err)
+		}
 		if err := ip(context.Background(), "netns", "del", ns); err != nil {
 			// Someone else may have removed it meanwhile.
 			if _, serr := os.Stat(filepath.Join(netnsDir, ns)); serr == nil {
