@@ -63,8 +63,9 @@ type udpControl engine.UDPOptions
 
 // ListenUDP opens a UDP socket inside the namespace, bound to laddr (an
 // unset address binds every IPv4 address, "::" every IPv6 one; port 0 picks
-// one). The result is a *net.UDPConn that also implements
-// engine.BatchUDPConn (recvmmsg/sendmmsg).
+// one). The result wraps a *net.UDPConn (its methods, deadlines, buffer
+// sizes) and also implements engine.BatchUDPConn: recvmmsg/sendmmsg with
+// UDP GSO and GRO (batch_udp.go).
 //
 // Equivalent to: `ip netns exec $ns socat UDP-RECVFROM:$port,bind=$addr[,so-bindtodevice=$dev][,broadcast][,reuseaddr] ...`
 func (h *Host) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UDPConn, error) {
