@@ -194,7 +194,10 @@ func (e *Engine) StopRole(nodeName, kind string) error {
 		return fmt.Errorf("node %s: role %s is already stopped", nodeName, kind)
 	}
 	rr.stopped = true
-	return e.stopRole(n, rr)
+	err = e.stopRole(n, rr)
+	// A role that had finished its job ("done") is stopped now too.
+	rr.progress.SetStatus(StatusStopped)
+	return err
 }
 
 // StartRole starts a role that StopRole stopped, in the engine's run context.

@@ -184,6 +184,10 @@ func (a *Arbiter) Run(ctx context.Context, env *engine.Env) error {
 		names[i] = m.Kind()
 	}
 	env.Progress.Plan("formal address check", "mechanisms started", "won")
+	// A restarted arbiter starts afresh: no winner, no children of the last run.
+	a.mu.Lock()
+	a.winner, a.children = "", nil
+	a.mu.Unlock()
 	addrs, err := a.scopedAddresses(env.Host)
 	if err != nil {
 		return err

@@ -181,3 +181,47 @@ func TestWrapLeavesOthers(t *testing.T) {
 		t.Fatalf("kinds %v", kinds)
 	}
 }
+
+// TestRestartStartsAfresh: a restarted arbiter shows one run of each
+// mechanism and the new winner, not the last run's rows.
+func TestRestartStartsAfresh(t *testing.T) {
+	t.Setenv(keyEnv, string(key))
+	h := fake.NewHost("device", nil, "eth0")
+	roles := arbitrate.Wrap([]string{"static", "rhcp"}, []engine.Role{static.New(staticCfg("203.0.113.50/24", "")), rhcpClient()})
+	rec, e, stop := run(t, h, roles)
+	defer stop()
+	rec.wait(t, engine.KindMechanismWon, map[string]string{"mechanism": "static"})
+	if err := e.RestartRole(context.Background(), "device", "arbiter"); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		snap := e.Snapshot()
+		kinds := map[string]int{}
+		for _, r := range snap.Node("device").Roles {
+			kinds[r.Kind]++
+		}
+		if kinds["static"] > 1 || kinds["rhcp_client"] > 1 {
+			t.Fatalf("after restart the snapshot lists mechanisms twice: %v", kinds)
+		}
+		if snap.Node("device").Winner == "static" && kinds["static"] == 1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("restarted arbiter: winner %q, roles %v", snap.Node("device").Winner, kinds)
+		}
+	}
+}
+
+func TestStopRoleShowsStopped(t *testing.T) {
+	h := fake.NewHost("device", nil, "eth0")
+	rec, e, stop := run(t, h, []engine.Role{static.New(staticCfg("203.0.113.50/24", ""))})
+	defer stop()
+	rec.wait(t, engine.KindAddressAdded, map[string]string{"address": "203.0.113.50/24"})
+	if err := e.StopRole("device", "static"); err != nil {
+		t.Fatal(err)
+	}
+	snap := e.Snapshot()
+	if st := snap.Node("device").Roles[0].Status; st != engine.StatusStopped {
+		t.Fatalf("status after StopRole = %s, want stopped", st)
+	}
+}
