@@ -45,6 +45,7 @@ func (v *validator) profile(p *Profile) {
 	}
 	if p.Lab != nil {
 		v.lab(p.Lab)
+		v.labIfaces(p)
 	}
 }
 
