@@ -124,7 +124,14 @@ type udpReader struct {
 	bc   engine.BatchUDPConn
 	msgs []engine.UDPMessage
 	dgs  []datagram // the last read, coalesced messages split up
+	// want is how many messages the next read asks for: twice what the
+	// last one got, at least minBatch. Each slot offered costs the
+	// socket layer work on every read, which a lone echo would pay.
+	want int
 }
+
+// minBatch is the smallest read offered to a batch socket.
+const minBatch = 4
 
 type datagram struct {
 	b    []byte
@@ -160,7 +167,8 @@ func (r *udpReader) read() (int, error) {
 		r.dgs = append(r.dgs, datagram{r.msgs[0].Buf[:n], from})
 		return 1, nil
 	}
-	n, err := r.bc.ReadBatch(r.msgs)
+	n, err := r.bc.ReadBatch(r.msgs[:max(r.want, minBatch)])
+	r.want = min(max(2*n, minBatch), len(r.msgs))
 	for _, m := range r.msgs[:max(n, 0)] {
 		b, seg := m.Buf[:m.N], m.Segment
 		if seg <= 0 {
