@@ -29,6 +29,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fieldcon run: --for %s is negative; give how long to run, e.g. --for 30s, or leave it out to run until interrupted\n", *dur)
 		return exitUsage
 	}
+	ctx, stdout, cancel := guardPipe(ctx, stdout)
+	defer cancel()
 	bus := engine.NewBus(10000)
 	sub := bus.Subscribe(65536, true)
 	var wg sync.WaitGroup

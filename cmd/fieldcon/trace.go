@@ -60,6 +60,8 @@ func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		printFilterError(stderr, tf.filter, err)
 		return exitUsage
 	}
+	ctx, stdout, cancelPipe := guardPipe(ctx, stdout)
+	defer cancelPipe()
 	if tf.dur > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, tf.dur)

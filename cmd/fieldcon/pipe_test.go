@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bufio"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fieldcon/fieldcon/drivers/lab"
+	"github.com/fieldcon/fieldcon/drivers/lab/labtest"
+)
+
+// TestRunStopsCleanlyWhenOutputCloses: `fieldcon run ... | head -1` used to
+// die of SIGPIPE, leaving the lab and every address behind; now the closed
+// pipe ends the run like Ctrl-C.
+func TestRunStopsCleanlyWhenOutputCloses(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := buildBinary(t)
+	name := labtest.UniqueName("pp")
+	t.Cleanup(func() { lab.Down(name) })
+	cmd := exec.Command(bin, "run", "-p", "rhcp", "--lab", "--lab-name", name, "--state", t.TempDir(), "--json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !bufio.NewScanner(out).Scan() {
+		t.Fatal("no first event")
+	}
+	out.Close() // the reader goes away, as `head -1` does
+	waitExit(t, cmd, 30*time.Second)
+	if left := namespaces(t, name); len(left) > 0 {
+		t.Fatalf("namespaces left after the output closed: %v", left)
+	}
+}
+
+// TestRunSIGHUPRemovesEverything: a dropped SSH session (SIGHUP) ends a
+// headless run with its undo, as SIGINT does.
+func TestRunSIGHUPRemovesEverything(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := buildBinary(t)
+	name := labtest.UniqueName("hu")
+	t.Cleanup(func() { lab.Down(name) })
+	cmd := exec.Command(bin, "run", "-p", "rhcp", "--lab", "--lab-name", name, "--state", t.TempDir(), "--json")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatal("no first event")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd, 30*time.Second)
+	if left := namespaces(t, name); len(left) > 0 {
+		t.Fatalf("namespaces left after SIGHUP: %v", left)
+	}
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("fieldcon: %v (want exit 0 after an orderly stop)", err)
+		}
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		t.Fatalf("fieldcon still runs %s later", limit)
+	}
+}
