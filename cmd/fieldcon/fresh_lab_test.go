@@ -83,6 +83,7 @@ func TestWithoutRootSaysSudo(t *testing.T) {
 		{"run", "-p", "rhcp", "--lab", "--lab-name", labtest.UniqueName("s"), "--for", "1s"},
 		{"lab", "up", "-p", "rhcp", "--lab-name", labtest.UniqueName("s")},
 		{"trace", "-p", "rhcp", "--lab", "--for", "1s"},
+		{"nat", "-p", "tunnel", "--node", "server", "--lab"},
 	} {
 		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...)
 		out, _ := cmd.CombinedOutput()

@@ -52,6 +52,10 @@ func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	netns, labName := "", ""
 	if f.useLab {
+		if os.Geteuid() != 0 {
+			fmt.Fprintf(stderr, "fieldcon nat: %v\n", needRoot("reading a lab's NAT table needs root for its network namespaces"))
+			return exitUsage
+		}
 		var err error
 		if labName, err = f.checkedLab(p); err != nil {
 			fmt.Fprintf(stderr, "fieldcon nat: %v\n", err)
