@@ -69,6 +69,10 @@ func Load(nameOrPath string) (*Profile, error) {
 		return nil, fmt.Errorf("profile %q: no such file and no embedded profile of that name; embedded profiles: %s",
 			nameOrPath, strings.Join(Embedded(), ", "))
 	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("profile %q: no such file; give the path of a TOML profile or the name of an embedded one (%s): %w",
+			nameOrPath, strings.Join(Embedded(), ", "), err)
+	}
 	return nil, fmt.Errorf("profile %q: %w", nameOrPath, err)
 }
 

@@ -38,3 +38,11 @@ func TestProfileNameIsOnePathElement(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadMissingFileSaysWhatToGive: a mistyped path names what -p takes.
+func TestLoadMissingFileSaysWhatToGive(t *testing.T) {
+	_, err := Load("/nonexistent/site.toml")
+	if err == nil || !strings.Contains(err.Error(), "no such file") || !strings.Contains(err.Error(), "rhcp") {
+		t.Fatalf("Load of a missing file: %v; want it to say so and list the embedded profiles", err)
+	}
+}
