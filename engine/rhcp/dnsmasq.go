@@ -98,7 +98,7 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 	go func() { exited <- cmd.Wait() }()
 	select {
 	case err := <-exited:
-		return fmt.Errorf("dnsmasq exited at start: %v: %s", err, strings.TrimSpace(stderr.String()))
+		return startFailure(err, strings.TrimSpace(stderr.String()))
 	case <-time.After(300 * time.Millisecond):
 	}
 	// The PID goes to the log and the step list, not to a second
@@ -119,6 +119,17 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 		<-exited
 	}
 	return nil
+}
+
+// startFailure says why dnsmasq exited at once and what to do. In a lab it
+// runs through `ip netns exec`, so a missing binary shows up as exec's
+// message, not as a Start error.
+func startFailure(err error, stderr string) error {
+	hint := ""
+	if strings.Contains(stderr, "No such file or directory") && strings.Contains(stderr, "dnsmasq") {
+		hint = " (install it: apt-get install dnsmasq)"
+	}
+	return fmt.Errorf("dnsmasq exited at start%s: %w: %s", hint, err, stderr)
 }
 
 // Leases reads a dnsmasq lease file: one "expiry mac ip hostname client-id"
