@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sync"
 	"time"
 
@@ -99,7 +100,20 @@ func printEvents(c <-chan engine.Event, w io.Writer, asJSON bool) (failed bool) 
 func formatEvent(e engine.Event) string {
 	s := fmt.Sprintf("%s %-8s %-22s", e.Time.Format("15:04:05.000"), e.Node, e.Kind)
 	for _, k := range e.FieldNames() {
-		s += fmt.Sprintf(" %s=%v", k, e.Fields[k])
+		s += " " + k + "=" + fieldText(e.Fields[k])
 	}
 	return s
+}
+
+// fieldText writes a field value for people: scalars as they are, maps and
+// lists as compact JSON (`changed={"address":{"new":…,"old":…}}` rather than
+// Go's `map[address:map[new:… old:…]]`).
+func fieldText(v any) string {
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct:
+		if b, err := json.Marshal(v); err == nil {
+			return string(b)
+		}
+	}
+	return fmt.Sprint(v)
 }

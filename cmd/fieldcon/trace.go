@@ -482,7 +482,7 @@ func (o *traceOutput) packetLine(s *trace.Summary) traceLine {
 func (o *traceOutput) event(e engine.Event) {
 	text := fmt.Sprintf("%s %s EVENT %s", e.Time.UTC().Format("15:04:05.000000"), e.Node, e.Kind)
 	for _, k := range e.FieldNames() {
-		text += fmt.Sprintf(" %s=%v", k, e.Fields[k])
+		text += " " + k + "=" + fieldText(e.Fields[k])
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
