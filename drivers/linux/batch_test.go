@@ -48,7 +48,16 @@ func numbered(i, size int) []byte {
 // order; the single reader never gets two as one.
 func TestUDPBatch(t *testing.T) {
 	requireRoot(t)
-	ha, hb, _, _ := twoHosts(t)
+	t.Run("ipv4", func(t *testing.T) { testUDPBatch(t, "192.0.2.1", "192.0.2.2") })
+	t.Run("ipv6", func(t *testing.T) { testUDPBatch(t, "2001:db8::1", "2001:db8::2") })
+}
+
+func testUDPBatch(t *testing.T, cliIP, srvIP string) {
+	ha, hb, a, b := twoHosts(t)
+	if netip.MustParseAddr(srvIP).Is6() {
+		run(t, "ip", "-n", a, "addr", "add", cliIP+"/64", "dev", "a0", "nodad")
+		run(t, "ip", "-n", b, "addr", "add", srvIP+"/64", "dev", "b0", "nodad")
+	}
 	listen := func(h *Host, a string) engine.BatchUDPConn {
 		c, err := h.ListenUDP(netip.MustParseAddrPort(a), engine.UDPOptions{})
 		if err != nil {
@@ -57,10 +66,11 @@ func TestUDPBatch(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c.(engine.BatchUDPConn)
 	}
-	batched, single := listen(hb, "192.0.2.2:0"), listen(hb, "192.0.2.2:0")
-	cli := listen(ha, "0.0.0.0:0")
-	toB := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(batched.LocalAddr().(*net.UDPAddr).Port))
-	toS := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.2"), uint16(single.LocalAddr().(*net.UDPAddr).Port))
+	srv := netip.MustParseAddr(srvIP)
+	batched, single := listen(hb, netip.AddrPortFrom(srv, 0).String()), listen(hb, netip.AddrPortFrom(srv, 0).String())
+	cli := listen(ha, netip.AddrPortFrom(netip.MustParseAddr(cliIP), 0).String())
+	toB := netip.AddrPortFrom(srv, uint16(batched.LocalAddr().(*net.UDPAddr).Port))
+	toS := netip.AddrPortFrom(srv, uint16(single.LocalAddr().(*net.UDPAddr).Port))
 
 	// Prime the batched socket's receive offload before the burst.
 	batched.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
@@ -103,8 +113,8 @@ func TestUDPBatch(t *testing.T) {
 			t.Fatalf("ReadBatch after %d datagrams: %v", len(got), err)
 		}
 		for _, m := range ms[:n] {
-			if m.Addr.Addr() != netip.MustParseAddr("192.0.2.1") {
-				t.Fatalf("datagram from %s, want 192.0.2.1", m.Addr)
+			if m.Addr.Addr() != netip.MustParseAddr(cliIP) {
+				t.Fatalf("datagram from %s, want %s", m.Addr, cliIP)
 			}
 		}
 		d, c := datagramsOf(ms[:n])
