@@ -53,6 +53,14 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = resetLabState(p, name)
 		}
 	case "down":
+		// A live fieldcon running the lab removes it itself when stopped;
+		// pulling the namespaces from under it would strand its undo.
+		unlock, lerr := lab.Lock(name)
+		if lerr != nil {
+			fmt.Fprintf(stderr, "fieldcon: lab down: %v\n", lerr)
+			return exitFailure
+		}
+		defer unlock()
 		// The lab's default stores go with it: "down leaves nothing
 		// behind" (DESIGN.md), and a lab built again starts afresh anyway.
 		up := lab.Exists(name)

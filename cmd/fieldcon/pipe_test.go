@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -81,5 +82,47 @@ func waitExit(t *testing.T, cmd *exec.Cmd, limit time.Duration) {
 	case <-time.After(limit):
 		cmd.Process.Kill()
 		t.Fatalf("fieldcon still runs %s later", limit)
+	}
+}
+
+// TestSecondRunOfALabIsRefused: while one fieldcon runs a lab, a second run
+// of it (even with its own --state) and `lab down` are refused, naming the
+// first one's PID; the first one is unharmed and removes its lab.
+func TestSecondRunOfALabIsRefused(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := buildBinary(t)
+	name := labtest.UniqueName("sr")
+	t.Cleanup(func() { lab.Down(name) })
+	first := exec.Command(bin, "run", "-p", "rhcp", "--lab", "--lab-name", name, "--state", t.TempDir(), "--json", "--for", "8s")
+	out, err := first.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatal("no first event")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	for _, args := range [][]string{
+		{"run", "-p", "rhcp", "--lab", "--lab-name", name, "--state", t.TempDir(), "--for", "1s"},
+		{"lab", "down", "-p", "rhcp", "--lab-name", name},
+	} {
+		b, err := exec.Command(bin, args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "another fieldcon (pid") {
+			t.Errorf("fieldcon %v while the lab runs: %v\n%s", args[:2], err, b)
+		}
+	}
+	if left := namespaces(t, name); len(left) == 0 {
+		t.Fatal("the first run's lab was removed from under it")
+	}
+	waitExit(t, first, 30*time.Second)
+	if left := namespaces(t, name); len(left) > 0 {
+		t.Fatalf("namespaces left: %v", left)
 	}
 }

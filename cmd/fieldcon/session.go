@@ -45,7 +45,8 @@ type usageError struct{ error }
 type session struct {
 	profile  *profiles.Profile
 	labName  string
-	builtLab bool // we built the lab and remove it on close
+	builtLab bool   // we built the lab and remove it on close
+	unlock   func() // releases lab.Lock
 	site     *site.Site
 }
 
@@ -107,8 +108,12 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 		if s.labName, err = f.checkedLab(p); err != nil {
 			return nil, err
 		}
+		if s.unlock, err = lab.Lock(s.labName); err != nil {
+			return nil, err
+		}
 		if !lab.Exists(s.labName) {
 			if _, err := lab.Up(ctx, p, s.labName); err != nil {
+				s.close()
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("lab %s: interrupted while building it; nothing was left behind", s.labName)
 				}
@@ -181,10 +186,15 @@ func (s *session) close() error {
 	if s.site != nil {
 		s.site.Close()
 	}
+	var err error
 	if s.builtLab {
-		return lab.Down(s.labName)
+		err = lab.Down(s.labName)
 	}
-	return nil
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
+	return err
 }
 
 func openLinux(netns string) (engine.Host, error) { return linux.Open(netns) }
