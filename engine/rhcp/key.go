@@ -46,7 +46,24 @@ func (k KeySource) Load() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rhcp key: %w", err)
 	}
+	if err := checkKeyMode(k.File); err != nil {
+		return nil, err
+	}
 	return checkKey(b, k.File)
+}
+
+// checkKeyMode refuses a key file every local user can read: with the
+// per-site key anyone can forge probes that re-address devices (DESIGN.md
+// "Secrets"). Group access is left to the operator.
+func checkKeyMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("rhcp key: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		return fmt.Errorf("rhcp key file %s is readable or writable by every user (mode %04o); restrict it with `chmod 600 %s`", path, perm, path)
+	}
+	return nil
 }
 
 func checkKey(b []byte, where string) ([]byte, error) {
