@@ -60,6 +60,10 @@ func TestLabDownWhenNotUp(t *testing.T) {
 	if code != exitOK || !strings.Contains(stdout, "not up") {
 		t.Fatalf("lab down of a lab that is not up: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+	code, _, stderr = runCLI(t, "lab", "status", "-p", "rhcp", "--lab-name", name)
+	if code != exitFailure || !strings.Contains(stderr, "fieldcon lab up -p rhcp --lab-name "+name) {
+		t.Fatalf("lab status of a lab that is not up: exit %d, stderr %q; want 1 and how to bring it up", code, stderr)
+	}
 }
 
 // TestWithoutRootSaysSudo runs the commands that need root as nobody: each

@@ -11,6 +11,14 @@ import (
 	"github.com/fieldcon/fieldcon/drivers/lab"
 )
 
+// labNameFlag repeats --lab-name for a command line the user can copy.
+func labNameFlag(f siteFlags) string {
+	if f.labName == "" {
+		return ""
+	}
+	return " --lab-name " + f.labName
+}
+
 func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: fieldcon lab up|down|status -p PROFILE [--lab-name NAME] [--json]")
@@ -79,6 +87,11 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 	case "status":
+		if !lab.Exists(name) {
+			fmt.Fprintf(stderr, "fieldcon: lab %s is not up; build it with `fieldcon lab up -p %s%s` or run it with `fieldcon run -p %s --lab%s`\n",
+				name, f.profile, labNameFlag(f), f.profile, labNameFlag(f))
+			return exitFailure
+		}
 		l, err = lab.Status(name)
 	default:
 		fmt.Fprintf(stderr, "fieldcon: unknown lab command %q; want up, down or status\n", verb)
