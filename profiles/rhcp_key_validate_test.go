@@ -28,3 +28,14 @@ func TestRHCPLabKeysMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestRHCPJitterBelowInterval(t *testing.T) {
+	src := "[[node]]\nname = \"s\"\n[node.rhcp_server]\naddress = \"198.51.100.1\"\nkey_env = \"K\"\ninterval = \"2s\"\njitter = \"%s\"\n[[node.rhcp_server.clients]]\nid = \"E1\"\naddress = \"203.0.113.10/24\"\n"
+	if _, err := Parse("x.toml", []byte(strings.Replace(src, "%s", "200ms", 1))); err != nil {
+		t.Errorf("jitter 200ms with interval 2s: %v", err)
+	}
+	_, err := Parse("x.toml", []byte(strings.Replace(src, "%s", "2s", 1)))
+	if err == nil || !strings.Contains(err.Error(), "x.toml:7:10: jitter 2s is not below interval 2s") {
+		t.Errorf("jitter 2s with interval 2s: %v", err)
+	}
+}

@@ -56,6 +56,11 @@ func (v *validator) rhcpServer(path string, s *RHCPServer) {
 	if s.MaxInterval.Duration != 0 && s.MaxInterval.Duration < s.Interval.Or(time1s) {
 		v.errorf(path+".max_interval", "max_interval %s is below interval %s", s.MaxInterval.Duration, s.Interval.Or(time1s))
 	}
+	// A jitter as large as the interval would make probes bunch up at the
+	// floor the prober clamps to (half the interval) instead of spreading.
+	if s.Jitter.Duration != 0 && s.Jitter.Duration >= s.Interval.Or(time1s) {
+		v.errorf(path+".jitter", "jitter %s is not below interval %s; want a fraction of it (default a tenth)", s.Jitter.Duration, s.Interval.Or(time1s))
+	}
 	if s.Lifetime.Duration != 0 && s.Lifetime.Duration < time1s {
 		v.errorf(path+".lifetime", "lifetime %s is below 1s (the wire format counts seconds)", s.Lifetime.Duration)
 	}
