@@ -303,10 +303,32 @@ func startCaptures(ctx context.Context, ts *trace.Session, nodes []tracedNode, i
 			found = true
 		}
 		if !found {
-			return usageError{fmt.Errorf("no traced node has an interface %q", i)}
+			return usageError{fmt.Errorf("no traced node has an interface %q; they have: %s", i, nodeInterfaces(nodes))}
 		}
 	}
 	return nil
+}
+
+// nodeInterfaces lists node/iface for every interface of the traced nodes
+// but lo, for an -i that matched none.
+func nodeInterfaces(nodes []tracedNode) string {
+	var out []string
+	for _, n := range nodes {
+		links, err := n.host.Links()
+		if err != nil {
+			continue
+		}
+		for _, l := range links {
+			if l.Name != "lo" {
+				out = append(out, n.name+"/"+l.Name)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }
 
 func describeCaptures(ifs []trace.Interface) string {
