@@ -252,17 +252,19 @@ func run(ns string, args ...string) (string, error) {
 }
 
 // iperfServer starts iperf3 -s on the destination and returns its output.
-func iperfServer(t *testing.T, l *tunnelLab) *bytes.Buffer {
+func iperfServer(t *testing.T, l *tunnelLab) *syncWriter {
 	t.Helper()
-	var out bytes.Buffer
+	// One writer, one lock, for both streams and for reading it while
+	// iperf3 runs (go test -race).
+	out := &syncWriter{w: new(bytes.Buffer)}
 	cmd := exec.Command("ip", "netns", "exec", l.ns("dest"), "iperf3", "-s", "-B", "198.51.100.2", "--forceflush")
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: &out}, &syncWriter{w: &out}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	time.Sleep(300 * time.Millisecond)
-	return &out
+	return out
 }
 
 type syncWriter struct {
@@ -274,6 +276,12 @@ func (s *syncWriter) Write(b []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(b)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
 }
 
 type iperfResult struct {
