@@ -45,6 +45,12 @@ func (d *Dnsmasq) Config(dir string) string {
 		"interface=" + d.cfg.Iface,
 		"bind-interfaces",
 		"dhcp-authoritative",
+		// No ICMP check before an offer: the device's temporary address
+		// is on the far side of the access router, so dnsmasq would wait
+		// its full ping timeout (about 3 s) for every new lease. The
+		// RHCP server owns the maintenance range; conflicts there are its
+		// to prevent.
+		"no-ping",
 		"log-dhcp",
 		fmt.Sprintf("dhcp-range=%s,%s,%s,%ds", d.cfg.PoolStart, d.cfg.PoolEnd, mask, int(lease.Seconds())),
 		"dhcp-leasefile=" + filepath.Join(dir, "leases"),

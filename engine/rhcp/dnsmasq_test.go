@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/fieldcon/fieldcon/profiles"
 )
 
 func TestDnsmasqStartFailureSaysInstall(t *testing.T) {
@@ -15,5 +17,16 @@ func TestDnsmasqStartFailureSaysInstall(t *testing.T) {
 	err = startFailure(exit, "dnsmasq: failed to bind DHCP server socket: Address in use")
 	if strings.Contains(err.Error(), "install") || !strings.Contains(err.Error(), "Address in use") {
 		t.Errorf("bind failure: %v", err)
+	}
+}
+
+// TestDnsmasqConfigSkipsPingCheck: without no-ping dnsmasq waits about 3 s
+// for an echo reply before every new offer; behind the access router the
+// temporary address never answers, so RHCP+DHCP took 3 s longer per lease
+// (lab figures: won after ~4 s before, ~1 s after).
+func TestDnsmasqConfigSkipsPingCheck(t *testing.T) {
+	conf := NewDnsmasq(profiles.Dnsmasq{Iface: "eth0"}).Config("/tmp/x")
+	if !strings.Contains(conf, "\nno-ping\n") || !strings.Contains(conf, "\nport=0\n") {
+		t.Errorf("config:\n%s", conf)
 	}
 }
