@@ -57,6 +57,14 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var l *lab.Lab
 	switch verb {
 	case "up":
+		// Held while building, so two builds of one lab never interleave
+		// (and never while an engine runs it).
+		unlock, lerr := lab.Lock(name)
+		if lerr != nil {
+			fmt.Fprintf(stderr, "fieldcon: lab up: %v\n", lerr)
+			return exitFailure
+		}
+		defer unlock()
 		if l, err = lab.Up(ctx, p, name); err == nil && f.stateDir == "" {
 			err = resetLabState(p, name)
 		}

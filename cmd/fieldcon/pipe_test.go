@@ -112,6 +112,7 @@ func TestSecondRunOfALabIsRefused(t *testing.T) {
 	for _, args := range [][]string{
 		{"run", "-p", "rhcp", "--lab", "--lab-name", name, "--state", t.TempDir(), "--for", "1s"},
 		{"lab", "down", "-p", "rhcp", "--lab-name", name},
+		{"lab", "up", "-p", "rhcp", "--lab-name", name},
 	} {
 		b, err := exec.Command(bin, args...).CombinedOutput()
 		if err == nil || !strings.Contains(string(b), "another fieldcon (pid") {
