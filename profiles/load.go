@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -106,6 +107,45 @@ func Parse(file string, data []byte) (*Profile, error) {
 	return &p, nil
 }
 
+// typeErrorRE matches go-toml's type mismatch, which names Go types.
+var typeErrorRE = regexp.MustCompile(`^cannot decode TOML ([a-z ]+) into struct field \S+ of type (\S+)$`)
+
+// plainTypeError says a type mismatch in the profile's terms: what the key
+// holds and what it wants, not which Go struct field it failed to fill.
+func plainTypeError(msg string) string {
+	m := typeErrorRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	return fmt.Sprintf("this is %s; want %s", tomlKind(m[1]), wantedKind(m[2]))
+}
+
+func tomlKind(k string) string {
+	switch k {
+	case "integer", "array", "inline table":
+		return "an " + k
+	}
+	return "a " + k
+}
+
+func wantedKind(goType string) string {
+	switch {
+	case goType == "string":
+		return "a string in quotes"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):
+		return "an integer"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "[]string":
+		return `an array of strings, e.g. ["a", "b"]`
+	case strings.HasPrefix(goType, "[]"):
+		return "an array (of tables: [[...]] or [{...}])"
+	}
+	return "a table"
+}
+
 // decodeProblems turns go-toml's errors into Problems with positions.
 func decodeProblems(file string, data []byte, err error) error {
 	var strict *toml.StrictMissingError
@@ -122,7 +162,7 @@ func decodeProblems(file string, data []byte, err error) error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, col := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		msg := plainTypeError(strings.TrimPrefix(de.Error(), "toml: "))
 		if k := de.Key(); len(k) > 0 {
 			msg = fmt.Sprintf("%s: %s", strings.Join(k, "."), msg)
 		}

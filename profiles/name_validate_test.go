@@ -46,3 +46,18 @@ func TestLoadMissingFileSaysWhatToGive(t *testing.T) {
 		t.Fatalf("Load of a missing file: %v; want it to say so and list the embedded profiles", err)
 	}
 }
+
+// TestTypeMismatchInProfileTerms: a value of the wrong TOML type is named
+// with what the key wants, not with Go struct and type names.
+func TestTypeMismatchInProfileTerms(t *testing.T) {
+	for _, tt := range []struct{ src, want string }{
+		{"[[node]]\nname = 5\n", "x.toml:2:8: node.name: this is an integer; want a string in quotes"},
+		{"[[node]]\nname = \"a\"\nmechanisms = \"rhcp\"\n", `x.toml:3:14: node.mechanisms: this is a string; want an array of strings`},
+		{"[[node]]\nname = \"a\"\n[node.static]\nforwarding = \"yes\"\n", "x.toml:4:14: node.static.forwarding: this is a string; want true or false"},
+	} {
+		_, err := Parse("x.toml", []byte(tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "profiles.") {
+			t.Errorf("%q: error %v, want %q", tt.src, err, tt.want)
+		}
+	}
+}
