@@ -127,3 +127,22 @@ func TestSecondRunOfALabIsRefused(t *testing.T) {
 		t.Fatalf("namespaces left: %v", left)
 	}
 }
+
+// TestRunRefusesAnotherProfilesLab: a lab that is up under the same name
+// but built from another profile is not reused (its namespaces lack this
+// profile's nodes); the message says whose lab it is and how to proceed.
+func TestRunRefusesAnotherProfilesLab(t *testing.T) {
+	labtest.RequireRoot(t)
+	name := labtest.UniqueName("mx")
+	t.Cleanup(func() { lab.Down(name) })
+	if code, _, stderr := runCLI(t, "lab", "up", "-p", "rhcp", "--lab-name", name); code != exitOK {
+		t.Fatalf("lab up: %d %s", code, stderr)
+	}
+	code, _, stderr := runCLI(t, "run", "-p", "dhcp", "--lab", "--lab-name", name, "--state", t.TempDir(), "--for", "1s")
+	if code != exitUsage || !strings.Contains(stderr, `built from profile "rhcp", not "dhcp"`) {
+		t.Fatalf("run of dhcp on rhcp's lab: exit %d, stderr %q", code, stderr)
+	}
+	if left := namespaces(t, name); len(left) != 3 {
+		t.Errorf("the rhcp lab was changed: namespaces %v", left)
+	}
+}

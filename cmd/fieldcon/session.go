@@ -111,7 +111,12 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 		if s.unlock, err = lab.Lock(s.labName); err != nil {
 			return nil, err
 		}
-		if !lab.Exists(s.labName) {
+		if lab.Exists(s.labName) {
+			if err := labFits(p, s.labName); err != nil {
+				s.close()
+				return nil, err
+			}
+		} else {
 			if _, err := lab.Up(ctx, p, s.labName); err != nil {
 				s.close()
 				if ctx.Err() != nil {
@@ -150,6 +155,31 @@ func nodeNames(p *profiles.Profile) []string {
 		names[i] = n.Name
 	}
 	return names
+}
+
+// labFits checks that a lab that is already up was built for this profile:
+// reusing another profile's lab of the same name would run the roles in
+// namespaces that lack nodes or links.
+func labFits(p *profiles.Profile, name string) error {
+	l, err := lab.Status(name)
+	if err != nil {
+		return fmt.Errorf("lab %s: %w", name, err)
+	}
+	have := map[string]bool{}
+	for _, n := range l.Nodes {
+		have[n.Name] = true
+	}
+	var missing []string
+	for _, n := range p.Nodes {
+		if !have[n.Name] {
+			missing = append(missing, n.Name)
+		}
+	}
+	if (l.Profile != "" && l.Profile != p.Name) || len(missing) > 0 {
+		return usageError{fmt.Errorf("lab %s is up but was built from profile %q, not %q (missing nodes: %s); remove it with `fieldcon lab down -p %s --lab-name %s`, or run this profile under another --lab-name",
+			name, l.Profile, p.Name, strings.Join(missing, ", "), l.Profile, name)}
+	}
+	return nil
 }
 
 // needRoot is the error of a command run without the privileges it needs:
