@@ -241,7 +241,7 @@ func openTraceHosts(p *profiles.Profile, f *siteFlags) ([]tracedNode, error) {
 		return nil, err
 	}
 	if !lab.Exists(labName) {
-		return nil, fmt.Errorf("lab %s is not up: start it with `fieldcon run -p %s --lab` (or `fieldcon lab up`), or add --run to run it here", labName, f.profile)
+		return nil, fmt.Errorf("lab %s is not up: start it with `fieldcon run -p %s --lab%s` (or `fieldcon lab up -p %s%s`), or add --run to run it here", labName, f.profile, labNameFlag(*f), f.profile, labNameFlag(*f))
 	}
 	if len(names) == 0 {
 		for _, n := range p.Nodes {

@@ -38,3 +38,15 @@ func loadProfile(t *testing.T, name string) *profiles.Profile {
 	}
 	return p
 }
+
+// TestTraceLabNotUpRepeatsLabName: the command lines the message offers
+// work as given, --lab-name included.
+func TestTraceLabNotUpRepeatsLabName(t *testing.T) {
+	labtest.RequireRoot(t)
+	name := labtest.UniqueName("tn")
+	var stdout, stderr bytes.Buffer
+	code := cmdTrace(context.Background(), []string{"-p", "rhcp", "--lab", "--lab-name", name, "--for", "1s"}, &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stderr.String(), "`fieldcon lab up -p rhcp --lab-name "+name+"`") {
+		t.Fatalf("exit %d; stderr %q", code, stderr.String())
+	}
+}
