@@ -70,6 +70,7 @@ func (e *Env) AddRoute(r Route, source string) error {
 	if err := e.Host.AddRoute(r); err != nil {
 		return err
 	}
+	e.Host.setSource(routeSourceKey, r.Dst, source)
 	e.Emit.Emit(KindRouteAdded, routeFields(r, source))
 	return nil
 }

@@ -25,6 +25,10 @@ type undoStep struct {
 	do   func() error
 }
 
+// routeSourceKey stands in for the interface when remembering the source of
+// a route (routes are keyed by destination).
+const routeSourceKey = "route"
+
 // NewTracked wraps h. emit may be nil; Undo then emits nothing.
 func NewTracked(h Host, emit Emitter) *Tracked {
 	return &Tracked{Host: h, emit: emit, sources: map[string]string{}}
@@ -113,7 +117,7 @@ func (t *Tracked) AddRoute(r Route) error {
 	t.push("ip route del "+r.Dst.String(), func() error {
 		err := t.Host.DelRoute(r)
 		if err == nil && t.emit != nil {
-			t.emit.Emit(KindRouteRemoved, routeFields(r, ""))
+			t.emit.Emit(KindRouteRemoved, routeFields(r, t.source(routeSourceKey, r.Dst)))
 		}
 		return err
 	})

@@ -91,3 +91,19 @@ func TestNestedTrackedKeepsSource(t *testing.T) {
 		t.Fatalf("address.removed source = %v, want rhcp", src)
 	}
 }
+
+func TestUndoNamesRouteSource(t *testing.T) {
+	h := fake.NewHost("n", nil, "eth0")
+	bus := engine.NewBus(10)
+	env := &engine.Env{Node: "n", Host: engine.NewTracked(h, bus.NodeEmitter("n")), Emit: bus.NodeEmitter("n")}
+	if err := env.AddRoute(engine.Route{Dst: netip.MustParsePrefix("198.51.100.0/24"), Dev: "eth0"}, "rhcp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Host.Undo(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := bus.History()
+	if last := h2[len(h2)-1]; last.Kind != engine.KindRouteRemoved || last.Fields["source"] != "rhcp" {
+		t.Fatalf("last event %s %v, want route.removed with source rhcp", last.Kind, last.Fields)
+	}
+}
