@@ -52,9 +52,20 @@ func Open(name string) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open netns %q: %w", name, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	// The current namespace needs no setns (which takes CAP_SYS_ADMIN): a
+	// plain handle reaches it, so a user without root gets the kernel's real
+	// answer (EPERM on the first change) instead of a failed setns.
+	var h *netlink.Handle
+	if name == "" {
+		h, err = netlink.NewHandle()
+	} else {
+		h, err = netlink.NewHandleAt(ns)
+	}
 	if err != nil {
 		ns.Close()
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("open netlink in netns %q: %w (run as root)", name, err)
+		}
 		return nil, fmt.Errorf("open netlink in netns %q: %w", name, err)
 	}
 	// A netlink request that never gets an answer must not hang the engine.
