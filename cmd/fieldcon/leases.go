@@ -82,7 +82,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		leases, err := readLeases(filepath.Join(stateDir, n.Name+".db"))
 		if err != nil {
 			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
-			return exitFailure
+			return exitCode(err)
 		}
 		for _, l := range leases {
 			if *all || l.State == dhcp.LeaseBound || l.State == dhcp.LeaseOffered {
@@ -178,6 +178,9 @@ func leaseStateDir(f *siteFlags, p *profiles.Profile) string {
 // the command says so (run it again).
 func readLeases(path string) ([]dhcp.ServerLease, error) {
 	if _, err := os.Stat(path); err != nil {
+		if permissionDenied(err) {
+			return nil, needRoot("reading the lease store " + path)
+		}
 		return nil, fmt.Errorf("no store at %s (has the server run with this --state?): %w", path, err)
 	}
 	var st *store.Store
@@ -258,11 +261,11 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 	leases, err := readLeases(filepath.Join(leaseStateDir(&f, p), n.Name+".db"))
 	if err != nil {
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
-		return exitFailure
+		return exitCode(err)
 	}
 	l, ok := findLease(leases, fs.Arg(0))
 	if !ok {
-		fmt.Fprintf(stderr, "fieldcon forcerenew: no bound lease matches %q; `fieldcon leases -p %s` lists them\n", fs.Arg(0), f.profile)
+		fmt.Fprintf(stderr, "fieldcon forcerenew: no bound lease matches %q; `fieldcon leases %s` lists them\n", fs.Arg(0), strings.Join(f.asArgs(), " "))
 		return exitFailure
 	}
 	netns := ""

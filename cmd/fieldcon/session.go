@@ -182,6 +182,34 @@ func labFits(p *profiles.Profile, name string) error {
 	return nil
 }
 
+// asArgs repeats the flags that name the site, for hints that give a
+// command to run next.
+func (f *siteFlags) asArgs() []string {
+	args := []string{"-p", f.profile}
+	for _, n := range f.nodes {
+		args = append(args, "--node", n)
+	}
+	if f.useLab {
+		args = append(args, "--lab")
+	}
+	if f.labName != "" {
+		args = append(args, "--lab-name", f.labName)
+	}
+	if f.stateDir != "" {
+		args = append(args, "--state", f.stateDir)
+	}
+	return args
+}
+
+// exitCode is 2 for a usage error (wrong invocation, missing root), else 1.
+func exitCode(err error) int {
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
 // needRoot is the error of a command run without the privileges it needs:
 // it says what to do, and exits 2 like the console does (the invocation is
 // wrong, not the run).
