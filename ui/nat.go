@@ -130,7 +130,9 @@ func (p *natPane) render(m *Model, w, h int) string {
 		for _, r := range n.Mappings {
 			p.rows = append(p.rows, natRow{n.Name, r})
 		}
-		tunnels += len(n.Tunnels)
+		if runsTunnelServer(&n) {
+			tunnels += len(n.Tunnels)
+		}
 	}
 	if len(p.rows) == 0 && tunnels == 0 && !hasCapability(&m.snap, "tunnel") {
 		return st.Dim.Render("NAT: not in this profile (no tunnel server among its nodes)")
@@ -163,7 +165,7 @@ func (p *natPane) render(m *Model, w, h int) string {
 	b.WriteString("  " + tableHeader(st, cols) + "\n")
 	tunH := 0
 	if tunnels > 0 {
-		tunH = min(tunnels, 5) + 2
+		tunH = min(tunnels, tunnelRowsShown) + 2
 	}
 	listH := max(h-2-tunH, 1)
 	p.cur.clamp(len(p.rows), listH)
@@ -194,18 +196,36 @@ func (p *natPane) tunnelTable(m *Model) string {
 	st := &m.st
 	var b strings.Builder
 	b.WriteString("\n  " + tableHeader(st, tunnelCols) + "\n")
-	n := 0
-	for _, node := range m.snap.Nodes {
-		for _, t := range node.Tunnels {
-			if n == 5 {
-				return b.String()
-			}
-			n++
-			b.WriteString("  " + tableLine(tunnelCols, []string{
-				fmt.Sprint(t.Index), t.Endpoint, t.Virtual, ago(m.now, t.LastHeartbeat),
-				si(t.PacketsIn), si(t.PacketsOut), si(t.BytesIn + t.BytesOut),
-			}) + "\n")
+	var rows []engine.TunnelRow
+	for i := range m.snap.Nodes {
+		// The tunnel index table is the server's; a client's own row (its
+		// tunnel as it sees it) would list the same tunnel twice.
+		if runsTunnelServer(&m.snap.Nodes[i]) {
+			rows = append(rows, m.snap.Nodes[i].Tunnels...)
 		}
 	}
+	for i, t := range rows {
+		if i == tunnelRowsShown-1 && len(rows) > tunnelRowsShown {
+			b.WriteString(st.Dim.Render(fmt.Sprintf("  … %d more tunnels (fieldcon nat lists them all)", len(rows)-i)) + "\n")
+			break
+		}
+		b.WriteString("  " + tableLine(tunnelCols, []string{
+			fmt.Sprint(t.Index), t.Endpoint, t.Virtual, ago(m.now, t.LastHeartbeat),
+			si(t.PacketsIn), si(t.PacketsOut), si(t.BytesIn + t.BytesOut),
+		}) + "\n")
+	}
 	return b.String()
+}
+
+// tunnelRowsShown is how many tunnel index rows fit under the NAT table.
+const tunnelRowsShown = 5
+
+// runsTunnelServer reports whether the node keeps a tunnel index table.
+func runsTunnelServer(n *engine.NodeSnapshot) bool {
+	for _, r := range n.Roles {
+		if r.Kind == "tunnel_server" {
+			return true
+		}
+	}
+	return false
 }
