@@ -72,10 +72,24 @@ func hexColon(b []byte) string {
 	return strings.Join(parts, ":")
 }
 
+// workDir is where dnsmasq's config and lease file live: beside the node's
+// store when it has one, so that what a killed run leaves behind sits in the
+// state directory a fresh lab clears, else a new temporary directory.
+func (d *Dnsmasq) workDir(env *engine.Env) (string, error) {
+	if env.Store == nil {
+		return os.MkdirTemp("", "fieldcon-dnsmasq-")
+	}
+	dir := filepath.Join(filepath.Dir(env.Store.Path()), "dnsmasq-"+env.Node)
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	return dir, os.MkdirAll(dir, 0o700)
+}
+
 // Run implements engine.Role.
 func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 	env.Progress.Plan("config written", "dnsmasq running")
-	dir, err := os.MkdirTemp("", "fieldcon-dnsmasq-")
+	dir, err := d.workDir(env)
 	if err != nil {
 		return fmt.Errorf("dnsmasq: %w", err)
 	}
