@@ -436,23 +436,34 @@ func (c *udpConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.mu.Lock()
 	dl := c.deadline
 	c.mu.Unlock()
+	d, err := receive(c.in, c.done, dl)
+	if err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	return copy(b, d.b), d.from, nil
+}
+
+// receive waits for the next item on in until the deadline (zero: none) or
+// until done closes, with the errors a kernel socket gives.
+func receive[T any](in <-chan T, done <-chan struct{}, deadline time.Time) (T, error) {
+	var zero T
 	var timer <-chan time.Time
-	if !dl.IsZero() {
-		d := time.Until(dl)
+	if !deadline.IsZero() {
+		d := time.Until(deadline)
 		if d <= 0 {
-			return 0, netip.AddrPort{}, timeoutError{}
+			return zero, timeoutError{}
 		}
 		t := time.NewTimer(d)
 		defer t.Stop()
 		timer = t.C
 	}
 	select {
-	case d := <-c.in:
-		return copy(b, d.b), d.from, nil
+	case v := <-in:
+		return v, nil
 	case <-timer:
-		return 0, netip.AddrPort{}, timeoutError{}
-	case <-c.done:
-		return 0, netip.AddrPort{}, net.ErrClosed
+		return zero, timeoutError{}
+	case <-done:
+		return zero, net.ErrClosed
 	}
 }
 
@@ -604,25 +615,12 @@ func (c *packetConn) ReadPacket(b []byte) (int, engine.PacketInfo, error) {
 	c.mu.Lock()
 	dl := c.deadline
 	c.mu.Unlock()
-	var timer <-chan time.Time
-	if !dl.IsZero() {
-		d := time.Until(dl)
-		if d <= 0 {
-			return 0, engine.PacketInfo{}, timeoutError{}
-		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
+	f, err := receive(c.in, c.done, dl)
+	if err != nil {
+		return 0, engine.PacketInfo{}, err
 	}
-	select {
-	case f := <-c.in:
-		n := copy(b, f)
-		return n, engine.PacketInfo{Time: time.Now(), CapLen: n, Len: len(f), Direction: engine.DirIn}, nil
-	case <-timer:
-		return 0, engine.PacketInfo{}, timeoutError{}
-	case <-c.done:
-		return 0, engine.PacketInfo{}, net.ErrClosed
-	}
+	n := copy(b, f)
+	return n, engine.PacketInfo{Time: time.Now(), CapLen: n, Len: len(f), Direction: engine.DirIn}, nil
 }
 
 func (c *packetConn) WritePacket(b []byte, protocol uint16, dst net.HardwareAddr) error {
