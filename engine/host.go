@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -110,6 +111,37 @@ type Route struct {
 	// OnLink marks the gateway as reachable on Dev without a covering prefix
 	// (`ip route add ... via GW dev DEV onlink`).
 	OnLink bool
+}
+
+// String is the address in iproute2's form, without the device:
+// "192.0.2.1/32 peer 192.0.2.2/32".
+func (a Address) String() string {
+	if a.Peer.IsValid() {
+		return a.Prefix.String() + " peer " + a.Peer.String()
+	}
+	return a.Prefix.String()
+}
+
+// String is the route in iproute2's form:
+// "203.0.113.0/24 via 192.0.2.2 dev eth1 metric 10 onlink".
+func (r Route) String() string {
+	s := r.Dst.String()
+	if r.Gateway.IsValid() {
+		s += " via " + r.Gateway.String()
+	}
+	if r.Dev != "" {
+		s += " dev " + r.Dev
+	}
+	if r.Src.IsValid() {
+		s += " src " + r.Src.String()
+	}
+	if r.Metric != 0 {
+		s += fmt.Sprintf(" metric %d", r.Metric)
+	}
+	if r.OnLink {
+		s += " onlink"
+	}
+	return s
 }
 
 // Neighbor is an ARP (IPv4) or NDP (IPv6) entry.

@@ -183,11 +183,7 @@ func (h *Host) sortedLinks() []string {
 }
 
 func addrString(iface string, a engine.Address) string {
-	s := a.Prefix.String()
-	if a.Peer.IsValid() {
-		s += " peer " + a.Peer.String()
-	}
-	s += " dev " + iface
+	s := a.String() + " dev " + iface
 	if a.Valid > 0 {
 		s += fmt.Sprintf(" valid_lft %d preferred_lft %d", int(a.Valid.Seconds()), int(a.Preferred.Seconds()))
 	}
@@ -247,26 +243,6 @@ func (h *Host) hasAddressLocked(addr netip.Addr) bool {
 	return false
 }
 
-func routeString(r engine.Route) string {
-	s := r.Dst.String()
-	if r.Gateway.IsValid() {
-		s += " via " + r.Gateway.String()
-	}
-	if r.Dev != "" {
-		s += " dev " + r.Dev
-	}
-	if r.Src.IsValid() {
-		s += " src " + r.Src.String()
-	}
-	if r.Metric != 0 {
-		s += fmt.Sprintf(" metric %d", r.Metric)
-	}
-	if r.OnLink {
-		s += " onlink"
-	}
-	return s
-}
-
 // Routes implements engine.Host.
 func (h *Host) Routes() ([]engine.Route, error) {
 	h.mu.Lock()
@@ -286,12 +262,12 @@ func (h *Host) AddRoute(r engine.Route) error {
 	for i, o := range h.routes {
 		if o.Dst == r.Dst && o.Metric == r.Metric {
 			h.routes[i] = r
-			h.record("ip route replace %s", routeString(r))
+			h.record("ip route replace %s", r)
 			return nil
 		}
 	}
 	h.routes = append(h.routes, r)
-	h.record("ip route add %s", routeString(r))
+	h.record("ip route add %s", r)
 	return nil
 }
 
@@ -302,7 +278,7 @@ func (h *Host) DelRoute(r engine.Route) error {
 	for i, o := range h.routes {
 		if o.Dst == r.Dst && o.Metric == r.Metric {
 			h.routes = append(h.routes[:i], h.routes[i+1:]...)
-			h.record("ip route del %s", routeString(r))
+			h.record("ip route del %s", r)
 			return nil
 		}
 	}

@@ -127,14 +127,6 @@ func toAddress(iface string, na netlink.Addr) engine.Address {
 	return a
 }
 
-func addrString(iface string, a engine.Address) string {
-	s := a.Prefix.String()
-	if a.Peer.IsValid() {
-		s += " peer " + a.Peer.String()
-	}
-	return s + " dev " + iface
-}
-
 // Addresses lists the addresses on iface, or on every interface when iface
 // is "".
 //
@@ -178,10 +170,10 @@ func (h *Host) AddAddress(iface string, a engine.Address) error {
 	}
 	l, err := h.link(iface)
 	if err != nil {
-		return fmt.Errorf("ip addr add %s: %w", addrString(iface, a), err)
+		return fmt.Errorf("ip addr add %s dev %s: %w", a, iface, err)
 	}
 	if err := h.handle.AddrReplace(l, toNetlinkAddr(iface, a)); err != nil {
-		return fmt.Errorf("ip addr add %s in netns %q: %w", addrString(iface, a), h.name, notExist(err))
+		return fmt.Errorf("ip addr add %s dev %s in netns %q: %w", a, iface, h.name, notExist(err))
 	}
 	return nil
 }
@@ -193,7 +185,7 @@ func (h *Host) AddAddress(iface string, a engine.Address) error {
 func (h *Host) DelAddress(iface string, a engine.Address) error {
 	l, err := h.link(iface)
 	if err != nil {
-		return fmt.Errorf("ip addr del %s: %w", addrString(iface, a), err)
+		return fmt.Errorf("ip addr del %s dev %s: %w", a, iface, err)
 	}
 	// Ask first: the kernel answers a missing IPv6 address with EADDRNOTAVAIL
 	// but a missing IPv4 one with the same errno only sometimes, and a
@@ -210,32 +202,12 @@ func (h *Host) DelAddress(iface string, a engine.Address) error {
 		}
 	}
 	if found == nil {
-		return fmt.Errorf("ip addr del %s in netns %q: %w", addrString(iface, a), h.name, engine.ErrNotExist)
+		return fmt.Errorf("ip addr del %s dev %s in netns %q: %w", a, iface, h.name, engine.ErrNotExist)
 	}
 	if err := h.handle.AddrDel(l, found); err != nil {
-		return fmt.Errorf("ip addr del %s in netns %q: %w", addrString(iface, a), h.name, notExist(err))
+		return fmt.Errorf("ip addr del %s dev %s in netns %q: %w", a, iface, h.name, notExist(err))
 	}
 	return nil
-}
-
-func routeString(r engine.Route) string {
-	s := r.Dst.String()
-	if r.Gateway.IsValid() {
-		s += " via " + r.Gateway.String()
-	}
-	if r.Dev != "" {
-		s += " dev " + r.Dev
-	}
-	if r.Src.IsValid() {
-		s += " src " + r.Src.String()
-	}
-	if r.Metric != 0 {
-		s += fmt.Sprintf(" metric %d", r.Metric)
-	}
-	if r.OnLink {
-		s += " onlink"
-	}
-	return s
 }
 
 func (h *Host) toNetlinkRoute(r engine.Route) (*netlink.Route, error) {
@@ -318,10 +290,10 @@ func (h *Host) Routes() ([]engine.Route, error) {
 func (h *Host) AddRoute(r engine.Route) error {
 	nr, err := h.toNetlinkRoute(r)
 	if err != nil {
-		return fmt.Errorf("ip route replace %s: %w", routeString(r), err)
+		return fmt.Errorf("ip route replace %s: %w", r, err)
 	}
 	if err := h.handle.RouteReplace(nr); err != nil {
-		return fmt.Errorf("ip route replace %s in netns %q: %w", routeString(r), h.name, err)
+		return fmt.Errorf("ip route replace %s in netns %q: %w", r, h.name, err)
 	}
 	return nil
 }
@@ -333,14 +305,14 @@ func (h *Host) AddRoute(r engine.Route) error {
 func (h *Host) DelRoute(r engine.Route) error {
 	nr, err := h.toNetlinkRoute(r)
 	if err != nil {
-		return fmt.Errorf("ip route del %s: %w", routeString(r), err)
+		return fmt.Errorf("ip route del %s: %w", r, err)
 	}
 	// The kernel matches a delete on every field given; RT_SCOPE_NOWHERE
 	// means "any scope" (what iproute2 sends), and source and flags would
 	// only make it miss a route that was added with other defaults.
 	nr.Scope, nr.Src, nr.Flags = netlink.SCOPE_NOWHERE, nil, 0
 	if err := h.handle.RouteDel(nr); err != nil {
-		return fmt.Errorf("ip route del %s in netns %q: %w", routeString(r), h.name, notExist(err))
+		return fmt.Errorf("ip route del %s in netns %q: %w", r, h.name, notExist(err))
 	}
 	return nil
 }
