@@ -24,6 +24,10 @@ type NodeSpec struct {
 
 // Engine runs the roles of its nodes and publishes what they do on its bus.
 type Engine struct {
+	// StopTimeout is how long a role may take to return after its context
+	// ends; a role still running then is reported and left running.
+	StopTimeout time.Duration
+
 	bus *Bus
 	log *slog.Logger
 
@@ -51,7 +55,7 @@ func New(bus *Bus, log *slog.Logger) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{bus: bus, log: log}
+	return &Engine{bus: bus, log: log, StopTimeout: 10 * time.Second}
 }
 
 // Bus is the engine's event bus.
@@ -151,8 +155,8 @@ func (e *Engine) stopRole(n *node, rr *runningRole) error {
 	rr.cancel()
 	select {
 	case <-rr.done:
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("node %s: role %s did not stop within 10s", n.spec.Name, rr.role.Kind())
+	case <-time.After(e.StopTimeout):
+		return fmt.Errorf("node %s: role %s did not stop within %s; its changes are left in place", n.spec.Name, rr.role.Kind(), e.StopTimeout)
 	}
 	if p, ok := rr.role.(Persister); ok && p.Persistent() {
 		return nil
@@ -193,10 +197,16 @@ func (e *Engine) StopRole(nodeName, kind string) error {
 	if rr.stopped {
 		return fmt.Errorf("node %s: role %s is already stopped", nodeName, kind)
 	}
-	rr.stopped = true
 	err = e.stopRole(n, rr)
-	// A role that had finished its job ("done") is stopped now too.
-	rr.progress.SetStatus(StatusStopped)
+	select {
+	case <-rr.done:
+		// Only a role whose goroutine ended counts as stopped: StartRole
+		// must never run a second copy beside one that did not stop.
+		rr.stopped = true
+		// A role that had finished its job ("done") is stopped now too.
+		rr.progress.SetStatus(StatusStopped)
+	default:
+	}
 	return err
 }
 

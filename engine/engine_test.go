@@ -71,3 +71,37 @@ func TestStopAndStartRole(t *testing.T) {
 		t.Fatalf("shutdown did not undo the restarted role:\n%s", h)
 	}
 }
+
+// stubborn ignores its context until released.
+type stubborn struct{ release chan struct{} }
+
+func (stubborn) Kind() string { return "stubborn" }
+func (s stubborn) Run(ctx context.Context, env *engine.Env) error {
+	<-s.release
+	return nil
+}
+
+// TestStopRoleThatWillNotStop: a role that outlives its stop timeout is not
+// marked stopped, so StartRole cannot run a second copy beside it.
+func TestStopRoleThatWillNotStop(t *testing.T) {
+	r := stubborn{release: make(chan struct{})}
+	e := engine.New(engine.NewBus(100), nil)
+	e.StopTimeout = 50 * time.Millisecond
+	e.AddNode(engine.NodeSpec{Name: "a", Host: fake.NewHost("a", nil), Roles: []engine.Role{r}})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- e.Run(ctx) }()
+	waitFor(t, "the role to start", func() bool {
+		s := e.Snapshot()
+		return len(s.Nodes[0].Roles) == 1 && s.Nodes[0].Roles[0].Status == engine.StatusRunning
+	})
+	if err := e.StopRole("a", "stubborn"); err == nil || !strings.Contains(err.Error(), "did not stop") {
+		t.Fatalf("StopRole of a stubborn role: %v", err)
+	}
+	if err := e.StartRole("a", "stubborn"); err == nil {
+		t.Fatal("StartRole ran a second copy beside a role that never stopped")
+	}
+	close(r.release)
+	cancel()
+	<-errc
+}
