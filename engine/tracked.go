@@ -44,10 +44,11 @@ func (t *Tracked) setSource(iface string, p netip.Prefix, source string) {
 	t.mu.Lock()
 	t.sources[iface+"|"+p.String()] = source
 	t.mu.Unlock()
-	// A mechanism under arbitration has its own Tracked over the role's; the
-	// outer one undoes the winner's address at shutdown and must name its source.
-	if inner, ok := t.Host.(*Tracked); ok {
-		inner.setSource(iface, p, source)
+	// A mechanism under arbitration has its own Tracked over the arbiter's;
+	// the one beneath undoes the winner's address at shutdown and reports it
+	// in snapshots, so it must know the source too.
+	if beneath, ok := t.Host.(*Tracked); ok {
+		beneath.setSource(iface, p, source)
 	}
 }
 

@@ -360,8 +360,8 @@ func (w *watch) isPeer(iface, addr string) bool {
 }
 
 // Report implements engine.Reporter: the winner, the mechanisms' own rows
-// and progress, and the sources of the addresses they added (the engine
-// sees them through the arbiter's record, which does not know them).
+// and progress, and which of their addresses are temporary. (Sources reach
+// the arbiter's record through engine.Tracked itself.)
 func (a *Arbiter) Report(ns *engine.NodeSnapshot) {
 	a.mu.Lock()
 	children := append([]*child(nil), a.children...)
@@ -369,11 +369,10 @@ func (a *Arbiter) Report(ns *engine.NodeSnapshot) {
 	a.mu.Unlock()
 	for _, c := range children {
 		ns.Roles = append(ns.Roles, c.progress.Snapshot())
-		for _, row := range c.host.AddedAddresses() {
-			for i := range ns.Addresses {
-				if ns.Addresses[i].Iface == row.Iface && ns.Addresses[i].Address == row.Address {
-					ns.Addresses[i].Source = row.Source
-					if t, ok := c.role.(Temporarier); ok {
+		if t, ok := c.role.(Temporarier); ok {
+			for _, row := range c.host.AddedAddresses() {
+				for i := range ns.Addresses {
+					if ns.Addresses[i].Iface == row.Iface && ns.Addresses[i].Address == row.Address {
 						ns.Addresses[i].Temporary = t.Temporary(row.Address)
 					}
 				}

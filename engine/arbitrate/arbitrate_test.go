@@ -121,6 +121,11 @@ func TestStaticWins(t *testing.T) {
 	if w := snap.Node("device").Winner; w != "static" {
 		t.Errorf("snapshot winner %q", w)
 	}
+	for _, a := range snap.Node("device").Addresses {
+		if a.Address == "203.0.113.50/24" && a.Source != "static" {
+			t.Errorf("snapshot source of the winner's address = %q, want static", a.Source)
+		}
+	}
 }
 
 func TestRHCPWinsOverLinkOnlyStatic(t *testing.T) {
