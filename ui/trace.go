@@ -334,7 +334,7 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 			break
 		}
 		if n > 0 {
-			return p.scroll(m, window{winBefore, keyOf(&p.rows[n-1])})
+			return p.moveTo(m, window{winBefore, keyOf(&p.rows[n-1])})
 		}
 	case key.Matches(msg, k.Down):
 		if p.sel < n-1 {
@@ -346,7 +346,7 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 			return p.moveTo(m, window{kind: winFollow})
 		}
 		if n > 1 && p.win.kind != winFollow {
-			return p.scroll(m, window{winFrom, keyOf(&p.rows[1])})
+			return p.moveTo(m, window{winFrom, keyOf(&p.rows[1])})
 		}
 	case p.detail && key.Matches(msg, k.PgUp):
 		p.detailOff = max(p.detailOff-5, 0)
@@ -356,15 +356,15 @@ func (p *tracePane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 		return nil
 	case key.Matches(msg, k.PgUp):
 		if n > 0 {
-			return p.scroll(m, window{winBefore, keyOf(&p.rows[0])})
+			return p.moveTo(m, window{winBefore, keyOf(&p.rows[0])})
 		}
 	case key.Matches(msg, k.PgDown):
 		if n > 0 && p.win.kind != winFollow {
-			return p.scroll(m, window{winFrom, keyOf(&p.rows[n-1]).after()})
+			return p.moveTo(m, window{winFrom, keyOf(&p.rows[n-1]).after()})
 		}
 	case key.Matches(msg, k.Top):
 		p.selSeq, p.selKey, p.sel = math.MaxUint64, oldestKey(), 0 // no packet: the first in time
-		return p.scroll(m, window{winFrom, oldestKey()})
+		return p.moveTo(m, window{winFrom, oldestKey()})
 	case key.Matches(msg, k.Bottom), key.Matches(msg, k.Follow):
 		p.paused = false
 		return p.moveTo(m, window{kind: winFollow})
@@ -426,12 +426,6 @@ func (p *tracePane) anchor(m *Model) window {
 	}
 	top := max(min(p.sel, len(p.rows)-1)-p.listHeight(m)+1, 0)
 	return window{winFrom, keyOf(&p.rows[top])}
-}
-
-// scroll leaves follow mode: the list stays where the user put it while
-// packets keep arriving.
-func (p *tracePane) scroll(m *Model, w window) tea.Cmd {
-	return p.moveTo(m, w)
 }
 
 func (p *tracePane) editKey(m *Model, msg tea.KeyMsg) tea.Cmd {
