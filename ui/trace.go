@@ -75,9 +75,8 @@ type tracePane struct {
 	// the newest sequence number among them, and their lines.
 	rows   []trace.Summary
 	maxSeq uint64
-	// ordered, scanned and followGen let a filtered follow window read
-	// only what arrived since the last refresh (see readReq).
-	ordered   []trace.Summary
+	// rows, scanned and followGen let a filtered follow window read only
+	// what arrived since the last refresh (see readReq).
 	scanned   uint64
 	followGen int
 	lines     []string
@@ -108,9 +107,8 @@ type traceMsg struct {
 	gen    int
 	rows   []trace.Summary
 	maxSeq uint64
-	// ordered is a copy of the rows and scanned how far the ring
-	// was read: a filtered follow window continues from them.
-	ordered []trace.Summary
+	// scanned is how far the ring was read: a filtered follow window
+	// continues from it and the rows.
 	scanned uint64
 	lines   []string
 	ifaces  []trace.Interface
@@ -167,8 +165,8 @@ func (p *tracePane) fetch(m *Model) tea.Cmd {
 	}
 	req := readReq{src: src, f: f, win: win, gen: gen, h: h, count: count,
 		matching: p.stats.matching, narrow: m.width < 120}
-	if win.kind == winFollow && f != nil && p.followGen == gen && p.ordered != nil {
-		req.prev, req.scanned = p.ordered, p.scanned
+	if win.kind == winFollow && f != nil && p.followGen == gen && p.rows != nil {
+		req.prev, req.scanned = p.rows, p.scanned
 	}
 	return func() tea.Msg { return readWindow(req) }
 }
@@ -207,13 +205,14 @@ func readWindow(req readReq) traceMsg {
 	case winBefore:
 		rows = rd.before(win.key)
 	}
-	ordered := make([]trace.Summary, len(rows)) // non-nil even when empty: a window with no match yet continues too
-	copy(ordered, rows)
+	if rows == nil {
+		rows = []trace.Summary{} // non-nil even when empty: a window with no match yet continues too
+	}
 	var maxSeq uint64
 	for i := range rows {
 		maxSeq = max(maxSeq, rows[i].Seq)
 	}
-	msg := traceMsg{gen: req.gen, rows: rows, maxSeq: maxSeq, ordered: ordered, scanned: scanned, ifaces: src.Interfaces()}
+	msg := traceMsg{gen: req.gen, rows: rows, maxSeq: maxSeq, scanned: scanned, ifaces: src.Interfaces()}
 	msg.stats = traceStats{first: src.First(), next: src.Next(), dropped: src.Dropped(), held: src.Len(), matching: req.matching}
 	switch {
 	case f == nil:
@@ -271,7 +270,7 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 			return p.fetch(m) // the window moved while reading: read again
 		}
 		p.rows, p.maxSeq, p.lines, p.ifaces, p.stats = msg.rows, msg.maxSeq, msg.lines, msg.ifaces, msg.stats
-		p.ordered, p.scanned, p.followGen = msg.ordered, msg.scanned, msg.gen
+		p.scanned, p.followGen = msg.scanned, msg.gen
 		switch {
 		case p.win.kind == winFollow:
 			p.sel = len(p.rows) - 1
