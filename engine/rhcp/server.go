@@ -357,6 +357,13 @@ func (s *Server) loadTable(env *engine.Env, now time.Time) ([]Allocation, error)
 				return err
 			}
 		}
+		for id := range stored {
+			if !inProfile(s.cfg, id) {
+				if err := tx.Delete(allocBucket, id); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -367,7 +374,8 @@ func (s *Server) loadTable(env *engine.Env, now time.Time) ([]Allocation, error)
 
 // mergeTable keeps what was stored for clients still in the profile (their
 // state survives a restart) and allocates addresses for new clients from the
-// pool, skipping addresses in use. A reclaimed address is free again.
+// pool, skipping addresses in use. A reclaimed address is free again, and
+// so is the address of a client no longer in the profile.
 func mergeTable(cfg profiles.RHCPServer, stored map[string]Allocation, now time.Time) ([]Allocation, error) {
 	used := map[netip.Addr]bool{}
 	for _, c := range cfg.Clients {
@@ -375,8 +383,8 @@ func mergeTable(cfg profiles.RHCPServer, stored map[string]Allocation, now time.
 			used[c.Address.Addr()] = true
 		}
 	}
-	for _, a := range stored {
-		if a.State != StateReclaimed {
+	for id, a := range stored {
+		if a.State != StateReclaimed && inProfile(cfg, id) {
 			used[a.Address.Addr()] = true
 		}
 	}
@@ -399,6 +407,16 @@ func mergeTable(cfg profiles.RHCPServer, stored map[string]Allocation, now time.
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// inProfile reports whether the profile lists the client id.
+func inProfile(cfg profiles.RHCPServer, id string) bool {
+	for _, c := range cfg.Clients {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // allocate returns the first free host address of pool, skipping the

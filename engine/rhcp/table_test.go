@@ -19,11 +19,15 @@ func TestMergeTable(t *testing.T) {
 		profiles.RHCPClientEntry{ID: "new"},
 		profiles.RHCPClientEntry{ID: "kept"},
 		profiles.RHCPClientEntry{ID: "moved", Address: mustPrefix("203.0.113.50/24")},
+		profiles.RHCPClientEntry{ID: "later"},
 	)
 	stored := map[string]Allocation{
 		"kept":  {ClientID: "kept", Address: netip.MustParsePrefix("203.0.113.2/24"), State: StateConfirmed},
 		"moved": {ClientID: "moved", Address: netip.MustParsePrefix("203.0.113.40/24"), State: StateConfirmed},
 		"gone":  {ClientID: "gone", Address: netip.MustParsePrefix("203.0.113.1/24"), State: StateReclaimed},
+		// A client removed from the profile while confirmed: its address
+		// is free for others.
+		"gone-confirmed": {ClientID: "gone-confirmed", Address: netip.MustParsePrefix("203.0.113.3/24"), State: StateConfirmed},
 	}
 	out, err := mergeTable(cfg, stored, now)
 	if err != nil {
@@ -44,8 +48,13 @@ func TestMergeTable(t *testing.T) {
 	if a := got["moved"]; a.Address.String() != "203.0.113.50/24" || a.State != StateProbing {
 		t.Errorf("moved: %+v", a)
 	}
-	if _, ok := got["gone"]; ok {
-		t.Error("a client no longer in the profile stays in the table")
+	if a := got["later"]; a.Address.String() != "203.0.113.3/24" || a.State != StateProbing {
+		t.Errorf("later: %+v (the address of a client gone from the profile is not free)", a)
+	}
+	for _, id := range []string{"gone", "gone-confirmed"} {
+		if _, ok := got[id]; ok {
+			t.Errorf("%s: a client no longer in the profile stays in the table", id)
+		}
 	}
 }
 
