@@ -304,6 +304,11 @@ func (s *Server) restorePool() {
 		if err := json.Unmarshal(v, &b); err != nil {
 			return err
 		}
+		// The stored Seen is when the client was last heard by the previous
+		// run; counting from it would let the first age tick free every
+		// binding older than the idle timeout before its client could
+		// reconnect. A restored binding gets one idle period from now.
+		b.Seen = time.Now()
 		s.pool.Restore(b)
 		return nil
 	})

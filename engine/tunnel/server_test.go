@@ -116,6 +116,34 @@ func TestServerRestartKeepsAddresses(t *testing.T) {
 	}
 }
 
+// TestServerRestartKeepsIdleBindings: a binding restored from the store
+// whose client was last heard long ago survives the first age tick after a
+// restart, so its client can still reconnect and get it back.
+func TestServerRestartKeepsIdleBindings(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ck, _ := GenerateKey()
+	s, _ := newBareServer(t, PublicKey(ck.Public))
+	s.env.Store = st
+	old := netip.MustParseAddr("198.19.0.3")
+	b := Binding{Address: old, Client: PublicKey{7}, Name: "gone", Seen: time.Now().Add(-24 * time.Hour)}
+	if err := s.persist(&b); err != nil {
+		t.Fatal(err)
+	}
+	s.restorePool()
+	s.age(time.Now())
+	if _, bound := s.pool.Lookup(old); !bound {
+		t.Fatalf("restored binding for %s freed by the first age tick", old)
+	}
+	nb, err := s.pool.Allocate(PublicKey(ck.Public), "c", time.Now())
+	if err != nil || nb.Address != netip.MustParseAddr("198.19.0.2") {
+		t.Fatalf("another key after restart: %+v, %v, want 198.19.0.2", nb, err)
+	}
+}
+
 func TestNATGatewayRules(t *testing.T) {
 	h := fake.NewNAT(fake.NewHost("nat", nil, "eth0", "eth1"))
 	bus := engine.NewBus(0)
