@@ -18,6 +18,10 @@ type Tracked struct {
 	undo    []undoStep
 	sources map[string]string // iface|prefix → source, for address.removed events
 	added   []AddressRow      // addresses added through t and not removed since
+	// pending holds the addresses and routes that already have an undo
+	// step, so adding one again (a renewal, a link that came back) does not
+	// stack another: the undo list stays as long as what was changed.
+	pending map[string]bool
 }
 
 type undoStep struct {
@@ -31,13 +35,29 @@ const routeSourceKey = "route"
 
 // NewTracked wraps h. emit may be nil; Undo then emits nothing.
 func NewTracked(h Host, emit Emitter) *Tracked {
-	return &Tracked{Host: h, emit: emit, sources: map[string]string{}}
+	return &Tracked{Host: h, emit: emit, sources: map[string]string{}, pending: map[string]bool{}}
 }
 
 func (t *Tracked) push(what string, do func() error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.undo = append(t.undo, undoStep{what, do})
+}
+
+// pushOnce records an undo step for key unless one is pending already.
+func (t *Tracked) pushOnce(key, what string, do func() error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.pending[key] {
+		return
+	}
+	t.pending[key] = true
+	t.undo = append(t.undo, undoStep{what, func() error {
+		t.mu.Lock()
+		delete(t.pending, key)
+		t.mu.Unlock()
+		return do()
+	}})
 }
 
 func (t *Tracked) setSource(iface string, p netip.Prefix, source string) {
@@ -90,7 +110,7 @@ func (t *Tracked) AddAddress(iface string, a Address) error {
 	t.mu.Lock()
 	t.added = append(t.added, AddressRow{Iface: iface, Address: a.Prefix.String(), Preferred: a.Preferred, Valid: a.Valid})
 	t.mu.Unlock()
-	t.push("ip addr del "+a.Prefix.String()+" dev "+iface, func() error {
+	t.pushOnce("addr|"+iface+"|"+a.Prefix.String(), "ip addr del "+a.Prefix.String()+" dev "+iface, func() error {
 		err := t.Host.DelAddress(iface, a)
 		t.forgetAddress(iface, a.Prefix)
 		if err == nil && t.emit != nil {
@@ -115,7 +135,7 @@ func (t *Tracked) AddRoute(r Route) error {
 	if err := t.Host.AddRoute(r); err != nil {
 		return err
 	}
-	t.push("ip route del "+r.Dst.String(), func() error {
+	t.pushOnce("route|"+r.String(), "ip route del "+r.String(), func() error {
 		err := t.Host.DelRoute(r)
 		if err == nil && t.emit != nil {
 			t.emit.Emit(KindRouteRemoved, routeFields(r, t.source(routeSourceKey, r.Dst)))
@@ -201,6 +221,7 @@ func (t *Tracked) Forget() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.undo = nil
+	clear(t.pending)
 }
 
 // Pending lists the undo steps not yet run, newest first.

@@ -107,3 +107,37 @@ func TestUndoNamesRouteSource(t *testing.T) {
 		t.Fatalf("last event %s %v, want route.removed with source rhcp", last.Kind, last.Fields)
 	}
 }
+
+// TestReAddingDoesNotStackUndo: a route re-added every time a link comes
+// back (or an address renewed) keeps one undo step, and Undo removes it once.
+func TestReAddingDoesNotStackUndo(t *testing.T) {
+	h := fake.NewHost("n", nil, "eth0")
+	tr := engine.NewTracked(h, nil)
+	r := engine.Route{Dst: netip.MustParsePrefix("203.0.113.10/32"), Gateway: netip.MustParseAddr("192.0.2.2"), Dev: "eth0", OnLink: true}
+	a := engine.Address{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Peer: netip.MustParsePrefix("192.0.2.2/32")}
+	for i := 0; i < 5; i++ {
+		if err := tr.AddAddress("eth0", a); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.AddRoute(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tr.Pending(); len(got) != 2 {
+		t.Fatalf("pending undo steps after 5 re-adds: %v, want 2", got)
+	}
+	mark := len(h.Transcript())
+	if err := tr.Undo(); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Transcript()[mark:]; len(got) != 2 {
+		t.Fatalf("undo ran %v, want one route and one address removal", got)
+	}
+	// After Undo the same changes are tracked afresh.
+	if err := tr.AddRoute(r); err != nil {
+		t.Fatal(err)
+	}
+	if got := tr.Pending(); len(got) != 1 {
+		t.Fatalf("pending after Undo and a new add: %v", got)
+	}
+}
