@@ -381,6 +381,11 @@ func (b *builder) addNode(index int, node string) error {
 	// secondary instead of deleting every address of its subnet (the
 	// temporary RHCP address released next to the formal DHCP one;
 	// systemd's default too). "default" covers the veths created next.
+	h, err := linux.Open(n.name)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	defer h.Close()
 	for _, kv := range [][2]string{
 		{"net/ipv4/ip_forward", "0"},
 		{"net/ipv6/conf/all/forwarding", "0"},
@@ -389,7 +394,7 @@ func (b *builder) addNode(index int, node string) error {
 		{"net/ipv4/conf/all/promote_secondaries", "1"},
 		{"net/ipv4/conf/default/promote_secondaries", "1"},
 	} {
-		if err := setSysctl(n, kv[0], kv[1]); err != nil {
+		if err := h.SetSysctl(kv[0], kv[1]); err != nil {
 			return fmt.Errorf("node %s: %w", node, err)
 		}
 	}
@@ -559,16 +564,6 @@ func clearStaleNetns(ns string) error {
 		return fmt.Errorf("remove the stale namespace file %s: %w", path, err)
 	}
 	return nil
-}
-
-// setSysctl writes a net/ sysctl inside the namespace.
-func setSysctl(n *nsHandle, key, value string) error {
-	h, err := linux.Open(n.name)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return h.SetSysctl(key, value)
 }
 
 // Down removes every namespace of the lab (their veths go with them) and the
