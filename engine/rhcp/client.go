@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -497,12 +498,23 @@ func (r *clientRun) formalDHCP(ctx context.Context, probe *Message) error {
 	return r.release(ctx, probe.Server, temp, formal)
 }
 
+// releases are the sequences of the releases one run sent.
+type releases []uint64
+
+// acked reports whether a acknowledges one of the releases: an ack for an
+// earlier run's release, or one with ACK_SEQUENCE 0, does not.
+func (s releases) acked(a *Message) bool {
+	return a.AckSeq != 0 && slices.Contains(s, a.AckSeq)
+}
+
 // release tells the server the temporary address is free, repeating until it
 // acknowledges (the datagram may be lost).
 func (r *clientRun) release(ctx context.Context, server netip.Addr, temp, formal netip.Prefix) error {
 	to := netip.AddrPortFrom(server, r.port)
+	var sent releases
 	for try := 0; try < 10; try++ {
 		seq := r.seq.Next(r.now())
+		sent = append(sent, seq)
 		b, err := (&Message{Type: TypeRelease, ClientID: r.cfg.ClientID, Address: temp, Formal: formal, Sequence: seq}).Marshal(r.key)
 		if err != nil {
 			return err
@@ -521,7 +533,7 @@ func (r *clientRun) release(ctx context.Context, server netip.Addr, temp, formal
 			return ctx.Err()
 		case a := <-r.acks:
 			timeout.Stop()
-			if a.AckSeq <= seq {
+			if sent.acked(a) {
 				r.env.Progress.Done("server reclaimed")
 				return nil
 			}

@@ -230,36 +230,38 @@ func Parse(b, key []byte) (*Message, error) {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrMalformed, b[2], Version)
 	}
 	m := &Message{Type: Type(b[3])}
-	if err := m.parseTLVs(body[headerLen:]); err != nil {
+	seen, err := m.parseTLVs(body[headerLen:])
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, m.Type, err)
 	}
-	if err := m.required(); err != nil {
+	if err := m.required(seen); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, m.Type, err)
 	}
 	return m, nil
 }
 
-func (m *Message) parseTLVs(b []byte) error {
+// parseTLVs decodes the TLVs into m and returns the types it saw.
+func (m *Message) parseTLVs(b []byte) (map[byte]bool, error) {
 	seen := map[byte]bool{}
 	for len(b) > 0 {
 		if len(b) < 2 {
-			return errors.New("TLV header truncated")
+			return nil, errors.New("TLV header truncated")
 		}
 		t, l := b[0], int(b[1])
 		if len(b) < 2+l {
-			return fmt.Errorf("TLV %d truncated", t)
+			return nil, fmt.Errorf("TLV %d truncated", t)
 		}
 		v := b[2 : 2+l]
 		b = b[2+l:]
 		if t != tlvRoute && seen[t] {
-			return fmt.Errorf("TLV %d repeated", t)
+			return nil, fmt.Errorf("TLV %d repeated", t)
 		}
 		seen[t] = true
 		if err := m.setTLV(t, v); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return seen, nil
 }
 
 func (m *Message) setTLV(t byte, v []byte) error {
@@ -333,15 +335,17 @@ func parseRoute(v []byte) (Route, bool) {
 	return Route{}, false
 }
 
-func (m *Message) required() error {
+// required checks that the TLVs docs/protocols/rhcp.md requires for m's
+// type were seen.
+func (m *Message) required(seen map[byte]bool) error {
 	need := map[Type][]struct {
 		ok   bool
 		name string
 	}{
 		TypeProbe:   {{m.Address.IsValid(), "ADDRESS"}, {m.Server.IsValid(), "SERVER"}, {!m.Issued.IsZero(), "VALIDITY"}},
-		TypeStop:    {{m.Address.IsValid(), "ADDRESS"}},
+		TypeStop:    {{m.Address.IsValid(), "ADDRESS"}, {seen[tlvAckSequence], "ACK_SEQUENCE"}},
 		TypeRelease: {{m.Address.IsValid(), "ADDRESS"}, {m.Formal.IsValid(), "FORMAL_ADDRESS"}},
-		TypeAck:     {},
+		TypeAck:     {{seen[tlvAckSequence], "ACK_SEQUENCE"}},
 	}
 	list, known := need[m.Type]
 	if !known {

@@ -217,3 +217,38 @@ func TestParseFrame(t *testing.T) {
 		t.Fatal("truncated accepted")
 	}
 }
+
+func TestAckSequenceRequired(t *testing.T) {
+	for _, m := range []*Message{
+		{Type: TypeStop, ClientID: "a", Address: netip.MustParsePrefix("203.0.113.1/32"), Sequence: 2, AckSeq: 1},
+		{Type: TypeAck, ClientID: "a", Sequence: 2, AckSeq: 1},
+	} {
+		b, err := m.Marshal(testKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(b, testKey); err != nil {
+			t.Fatalf("%s with ACK_SEQUENCE: %v", m.Type, err)
+		}
+		// ACK_SEQUENCE is the last TLV: 2 header and 8 value bytes.
+		body := b[:len(b)-32]
+		if body[len(body)-10] != tlvAckSequence {
+			t.Fatalf("%s: last TLV is %d, not ACK_SEQUENCE", m.Type, body[len(body)-10])
+		}
+		if _, err := Parse(resign(body[:len(body)-10]), testKey); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s without ACK_SEQUENCE: %v, want malformed", m.Type, err)
+		}
+	}
+}
+
+func TestReleaseAcked(t *testing.T) {
+	sent := releases{40, 41}
+	for _, c := range []struct {
+		ack  uint64
+		want bool
+	}{{40, true}, {41, true}, {0, false}, {39, false}, {42, false}} {
+		if got := sent.acked(&Message{Type: TypeAck, ClientID: "a", Sequence: 50, AckSeq: c.ack}); got != c.want {
+			t.Errorf("ack of %d accepted %v, want %v", c.ack, got, c.want)
+		}
+	}
+}
