@@ -1,5 +1,10 @@
 package profiles
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Profile describes one site.
 type Profile struct {
 	// Name names the site; it defaults to the file's base name.
@@ -45,6 +50,26 @@ type Node struct {
 	TunnelServer *TunnelServer `toml:"tunnel_server"`
 	// NATGateway makes the node a NAT/firewall for a private network.
 	NATGateway *NATGateway `toml:"nat_gateway"`
+}
+
+// NodeNames lists the nodes' names in profile order.
+func (p *Profile) NodeNames() []string {
+	names := make([]string, len(p.Nodes))
+	for i, n := range p.Nodes {
+		names[i] = n.Name
+	}
+	return names
+}
+
+// CheckNodes reports the first of names that is not a node of the profile,
+// with the nodes it has.
+func (p *Profile) CheckNodes(names []string) error {
+	for _, name := range names {
+		if p.Node(name) == nil {
+			return fmt.Errorf("profile %s has no node %q; nodes: %s", p.Name, name, strings.Join(p.NodeNames(), ", "))
+		}
+	}
+	return nil
 }
 
 // Node returns the named node, or nil.

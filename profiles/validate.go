@@ -67,16 +67,8 @@ func (v *validator) node(path string, n *Node) {
 // nodeRef checks that name refers to a node of the profile.
 func (v *validator) nodeRef(path, name string) {
 	if v.p.Node(name) == nil {
-		v.errorf(path, "no node named %q in this profile; nodes: %s", name, strings.Join(v.nodeNames(), ", "))
+		v.errorf(path, "no node named %q in this profile; nodes: %s", name, strings.Join(v.p.NodeNames(), ", "))
 	}
-}
-
-func (v *validator) nodeNames() []string {
-	var out []string
-	for _, n := range v.p.Nodes {
-		out = append(out, n.Name)
-	}
-	return out
 }
 
 func (v *validator) iface(path, name string) {

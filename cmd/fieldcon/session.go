@@ -86,15 +86,13 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range f.nodes {
-		if p.Node(name) == nil {
-			return nil, usageError{fmt.Errorf("profile %s has no node %q; nodes: %s", p.Name, name, strings.Join(nodeNames(p), ", "))}
-		}
+	if err := p.CheckNodes(f.nodes); err != nil {
+		return nil, usageError{err}
 	}
 	if !f.useLab && len(f.nodes) == 0 && len(p.Nodes) > 1 {
 		// Several nodes in one namespace would all configure this machine's
 		// interfaces at once: a lab profile run without --lab by mistake.
-		return nil, usageError{fmt.Errorf("profile %s has %d nodes (%s); on this machine's own interfaces run one of them with --node NAME, or all of them in network namespaces with --lab", p.Name, len(p.Nodes), strings.Join(nodeNames(p), ", "))}
+		return nil, usageError{fmt.Errorf("profile %s has %d nodes (%s); on this machine's own interfaces run one of them with --node NAME, or all of them in network namespaces with --lab", p.Name, len(p.Nodes), strings.Join(p.NodeNames(), ", "))}
 	}
 	s := &session{profile: p}
 	opt := site.Options{Nodes: f.nodes, Bus: bus, StateDir: f.stateDir, OpenHost: openLinux}
@@ -147,14 +145,6 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 		return nil, err
 	}
 	return s, nil
-}
-
-func nodeNames(p *profiles.Profile) []string {
-	names := make([]string, len(p.Nodes))
-	for i, n := range p.Nodes {
-		names[i] = n.Name
-	}
-	return names
 }
 
 // labFits checks that a lab that is already up was built for this profile:

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/store"
@@ -110,17 +109,12 @@ func selectNodes(p *profiles.Profile, names []string) ([]*profiles.Node, error) 
 		}
 		return out, nil
 	}
-	var out []*profiles.Node
-	for _, name := range names {
-		n := p.Node(name)
-		if n == nil {
-			var all []string
-			for _, n := range p.Nodes {
-				all = append(all, n.Name)
-			}
-			return nil, fmt.Errorf("profile %s has no node %q; nodes: %s", p.Name, name, strings.Join(all, ", "))
-		}
-		out = append(out, n)
+	if err := p.CheckNodes(names); err != nil {
+		return nil, err
+	}
+	out := make([]*profiles.Node, len(names))
+	for i, name := range names {
+		out[i] = p.Node(name)
 	}
 	return out, nil
 }
