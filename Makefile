@@ -18,14 +18,14 @@ test: build
 
 # Every fuzz target, each for FUZZTIME.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
+	@set -e; log=$$(mktemp); trap 'rm -f $$log' EXIT; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/fieldcon-fuzz.log 2>&1 || \
+	    $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1 || \
 	    { echo "  retrying once (a crasher is kept in testdata/fuzz and fails again; a loaded machine's runner timeout does not)"; \
-	      $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/fieldcon-fuzz.log 2>&1; } || \
-	    { cat /tmp/fieldcon-fuzz.log; echo "FAIL fuzz $$pkg $$f"; exit 1; }; \
+	      $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; } || \
+	    { cat $$log; echo "FAIL fuzz $$pkg $$f"; exit 1; }; \
 	  done; \
 	done
 
