@@ -94,6 +94,9 @@ type tracePane struct {
 	detailOff int
 
 	lastCount time.Time
+	// newest is the ring's Next as of the last tick while paused: the
+	// status line counts what arrived since without reading the ring.
+	newest uint64
 }
 
 type traceStats struct {
@@ -114,6 +117,9 @@ type traceMsg struct {
 	ifaces  []trace.Interface
 	stats   traceStats
 }
+
+// traceNewestMsg is the ring's Next, read on a paused list's tick.
+type traceNewestMsg struct{ next uint64 }
 
 type traceDetailMsg struct {
 	seq   uint64
@@ -143,10 +149,15 @@ func (p *tracePane) init(m *Model) tea.Cmd { return p.fetch(m) }
 
 func (p *tracePane) close() {}
 
-// poll refreshes the list on the console's tick unless it is frozen.
+// poll refreshes the list on the console's tick; a frozen list only learns
+// how many packets arrived since.
 func (p *tracePane) poll(m *Model) tea.Cmd {
 	if p.paused {
-		return nil
+		if p.src == nil {
+			return nil
+		}
+		src := p.src
+		return func() tea.Msg { return traceNewestMsg{src.Next()} }
 	}
 	return p.fetch(m)
 }
@@ -282,6 +293,8 @@ func (p *tracePane) update(m *Model, msg tea.Msg) tea.Cmd {
 			p.selSeq, p.selKey = p.rows[p.sel].Seq, keyOf(&p.rows[p.sel])
 		}
 		return p.loadDetail(m)
+	case traceNewestMsg:
+		p.newest = msg.next
 	case traceDetailMsg:
 		if msg.seq == p.selSeq {
 			p.detailSeq, p.detailTxt = msg.seq, msg.lines
@@ -593,10 +606,7 @@ func (p *tracePane) render(m *Model, w, h int) string {
 }
 
 func (p *tracePane) newSince() uint64 {
-	if p.src == nil {
-		return 0
-	}
-	return p.src.Next() - p.stats.next
+	return max(p.newest, p.stats.next) - p.stats.next
 }
 
 // filterBar shows the applied filter, or the one being typed with a marker

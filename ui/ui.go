@@ -323,7 +323,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.err == nil {
 			m.linkUp = msg.up
 		}
-	case traceMsg, traceDetailMsg, exportMsg:
+	case traceMsg, traceNewestMsg, traceDetailMsg, exportMsg:
 		cmd = m.tr.update(m, msg)
 	case tea.KeyMsg:
 		cmd = m.handleKey(msg)
