@@ -541,7 +541,10 @@ func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, t
 	}
 	pt, err := t.sess.Load().Open(out, tr)
 	current := err == nil
-	if err != nil {
+	// Only a message the current keys cannot authenticate may be the
+	// previous session's; any other failure (a replay above all) is this
+	// session's verdict, which the previous keys' ErrBadAuth must not hide.
+	if errors.Is(err, ErrBadAuth) {
 		if p := t.prev.Load(); p != nil {
 			pt, err = p.Open(out, tr)
 		}

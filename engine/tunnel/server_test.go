@@ -144,6 +144,34 @@ func TestServerRestartKeepsIdleBindings(t *testing.T) {
 	}
 }
 
+// TestServerCountsReplaysAfterRekey: once a tunnel has a previous session,
+// a replayed message of the current one still counts as a replay, and a
+// message of the previous one still opens.
+func TestServerCountsReplaysAfterRekey(t *testing.T) {
+	ck, _ := GenerateKey()
+	s, _ := newBareServer(t, PublicKey(ck.Public))
+	oldC, oldS, _ := pair(t)
+	newC, newS, _ := pair(t)
+	te := &tunnelEntry{index: newS.Local, key: PublicKey(ck.Public), name: "c", addr: netip.MustParseAddr("198.19.0.2"),
+		endpoint: netip.MustParseAddrPort("203.0.113.9:4000"), lastRecv: time.Now()}
+	te.sess.Store(newS)
+	te.prev.Store(oldS)
+	s.byIndex[te.index], s.byAddr[te.addr], s.byKey[te.key] = te, te, te
+	from := netip.MustParseAddrPort("203.0.113.9:4000")
+
+	msg := newC.Seal(nil, TypeHeartbeat, nil)
+	s.handle(msg, from, time.Now(), nil, nil)
+	s.handle(msg, from, time.Now(), nil, nil)
+	s.handle(oldC.Seal(nil, TypeHeartbeat, nil), from, time.Now(), nil, nil)
+	d := s.Drops()
+	if d[DropReplayed] != 1 || d[DropBadAuth] != 0 {
+		t.Fatalf("drops %v, want one replay and no bad_auth", d)
+	}
+	if got := te.pktsIn.Load(); got != 2 {
+		t.Fatalf("%d messages opened, want 2 (current and previous session)", got)
+	}
+}
+
 func TestNATGatewayRules(t *testing.T) {
 	h := fake.NewNAT(fake.NewHost("nat", nil, "eth0", "eth1"))
 	bus := engine.NewBus(0)
