@@ -344,10 +344,10 @@ func describeCaptures(ifs []trace.Interface) string {
 // and address changes come out in time order.
 const holdBack = 100 * time.Millisecond
 
-// watchAddresses prints the packets as they arrive and, every 100 ms, the
-// addresses that appeared on or left the traced nodes, until ctx ends: a
-// trace shows an address appear right after the packet that caused it.
-// prev is the nodes' addresses before the trace started.
+// watchAddresses prints the packets as they arrive (every 100 ms) and, once
+// a second, the addresses that appeared on or left the traced nodes, until
+// ctx ends: a trace shows an address appear soon after the packet that
+// caused it. prev is the nodes' addresses before the trace started.
 func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]bool, out *traceOutput, everySecond func()) {
 	tick := time.NewTicker(holdBack)
 	defer tick.Stop()
@@ -358,11 +358,13 @@ func watchAddresses(ctx context.Context, nodes []tracedNode, prev []map[string]b
 		case <-tick.C:
 			if n%int(time.Second/holdBack) == 0 {
 				everySecond()
-			}
-			for i, n := range nodes {
-				cur := hostAddresses(n.host)
-				out.addressChanges(n.name, prev[i], cur)
-				prev[i] = cur
+				// A dump of every node's links and addresses: once a
+				// second, not on every flush.
+				for i, n := range nodes {
+					cur := hostAddresses(n.host)
+					out.addressChanges(n.name, prev[i], cur)
+					prev[i] = cur
+				}
 			}
 			out.flush(holdBack)
 			if out.pcap != nil {
