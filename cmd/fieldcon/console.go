@@ -18,6 +18,8 @@ import (
 
 	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/dhcp"
+	"github.com/fieldcon/fieldcon/engine/rhcp"
 	"github.com/fieldcon/fieldcon/engine/trace"
 	"github.com/fieldcon/fieldcon/profiles"
 	"github.com/fieldcon/fieldcon/ui"
@@ -213,27 +215,18 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 	opt.Actions.Container = func(node, role string) string { return container(eng, node, role) }
 	opt.Actions.ForceRenew = func(_ context.Context, node, client string) error {
 		r, ok := eng.Role(node, "dhcp_server")
-		if !ok {
+		srv, isDHCP := r.(*dhcp.ServerRole)
+		if !ok || !isDHCP {
 			return fmt.Errorf("node %s runs no dhcp_server", node)
 		}
-		fr, ok := r.(interface{ ForceRenew(key string) error })
-		if !ok {
-			return fmt.Errorf("the dhcp_server of %s cannot send FORCERENEW", node)
-		}
-		return fr.ForceRenew(client)
+		return srv.ForceRenew(client)
 	}
 	opt.Actions.Reprobe = func(ctx context.Context, node, client string) error {
-		r, ok := eng.Role(node, "rhcp_server")
+		srv, ok := rhcpServer(eng, node)
 		if !ok {
 			return fmt.Errorf("node %s runs no rhcp_server", node)
 		}
-		rp, ok := r.(interface {
-			Reprobe(ctx context.Context, clientID string) error
-		})
-		if !ok {
-			return fmt.Errorf("the rhcp_server of %s cannot re-probe on demand yet; restart it with r in the overview", node)
-		}
-		return rp.Reprobe(ctx, client)
+		return srv.Reprobe(ctx, client)
 	}
 	if sess.labName != "" && sess.profile.Lab != nil {
 		for _, l := range sess.profile.Lab.Links {
@@ -244,6 +237,16 @@ func consoleOptions(ectx context.Context, sess *session, bus *engine.Bus, export
 		opt.LinkStates = func() (map[string]bool, error) { return labLinkStates(name) }
 	}
 	return opt
+}
+
+// rhcpServer is the RHCP server role running on node, if any.
+func rhcpServer(eng *engine.Engine, node string) (*rhcp.Server, bool) {
+	r, ok := eng.Role(node, "rhcp_server")
+	if !ok {
+		return nil, false
+	}
+	s, ok := r.(*rhcp.Server)
+	return s, ok
 }
 
 // reprobeStarted asks the site's RHCP servers to probe a device whose RHCP
@@ -258,17 +261,11 @@ func reprobeStarted(ctx context.Context, eng *engine.Engine, p *profiles.Profile
 	id := n.RHCPClient.ClientID
 	var errs []error
 	for _, srv := range p.Nodes {
-		r, ok := eng.Role(srv.Name, "rhcp_server")
+		rs, ok := rhcpServer(eng, srv.Name)
 		if !ok {
 			continue
 		}
-		rp, ok := r.(interface {
-			Reprobe(ctx context.Context, clientID string) error
-		})
-		if !ok {
-			continue
-		}
-		err := rp.Reprobe(ctx, id)
+		err := rs.Reprobe(ctx, id)
 		if err == nil {
 			return nil
 		}
