@@ -349,13 +349,21 @@ func TestLabRHCPPlusDHCP(t *testing.T) {
 	ev.wait(t, 5*time.Second, "device", engine.KindAddressRemoved, map[string]string{"address": "203.0.113.10/24"})
 	ev.wait(t, 10*time.Second, "server", engine.KindRHCPStopReceived, map[string]string{"type": "release", "formal": addr})
 	ev.wait(t, 5*time.Second, "device", engine.KindMechanismWon, map[string]string{"mechanism": "rhcp+dhcp", "address": addr})
-	snap := r.site.Engine.Snapshot()
+	// dnsmasq may answer before the role, 300 ms after the start, lists its
+	// pid: wait for it a little.
 	var steps []string
-	for _, role := range snap.Node("dhcp").Roles {
-		if role.Kind == "dnsmasq" {
-			for _, st := range role.Steps {
-				steps = append(steps, st.Name)
+	for end := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		steps = nil
+		snap := r.site.Engine.Snapshot()
+		for _, role := range snap.Node("dhcp").Roles {
+			if role.Kind == "dnsmasq" {
+				for _, st := range role.Steps {
+					steps = append(steps, st.Name)
+				}
 			}
+		}
+		if strings.Contains(strings.Join(steps, ","), "pid ") || time.Now().After(end) {
+			break
 		}
 	}
 	t.Logf("dnsmasq (steps %v) gave %s", steps, addr)
