@@ -219,7 +219,7 @@ func (c *Client) establish(ctx context.Context, io *clientIO, backoff *time.Dura
 				}
 				typ, err := MessageType(b)
 				if err != nil {
-					c.countDrop(err)
+					c.drops.countError(err)
 					continue
 				}
 				switch typ {
@@ -229,12 +229,12 @@ func (c *Client) establish(ctx context.Context, io *clientIO, backoff *time.Dura
 						c.drops.inc(CookieSent)
 						deadline = time.Now() // resend at once with the cookie
 					} else {
-						c.countDrop(err)
+						c.drops.countError(err)
 					}
 				case TypeResponse:
 					sess, asg, err := in.Complete(b, io.key.Public)
 					if err != nil {
-						c.countDrop(err)
+						c.drops.countError(err)
 						continue
 					}
 					*backoff = time.Second
@@ -265,21 +265,6 @@ func randomIndex() uint32 {
 		if i := binary.BigEndian.Uint32(b[:]); i != 0 {
 			return i
 		}
-	}
-}
-
-func (c *Client) countDrop(err error) {
-	switch {
-	case errors.Is(err, ErrTruncated):
-		c.drops.inc(DropTruncated)
-	case errors.Is(err, ErrBadMAC):
-		c.drops.inc(DropBadMAC)
-	case errors.Is(err, ErrBadAuth):
-		c.drops.inc(DropBadAuth)
-	case errors.Is(err, ErrReplayed):
-		c.drops.inc(DropReplayed)
-	default:
-		c.drops.inc(DropMalformed)
 	}
 }
 
@@ -402,7 +387,7 @@ func (c *Client) finishRekey(io *clientIO, rk *rekeying, b []byte) bool {
 	if b[0] == TypeCookie {
 		ck, err := rk.in.OpenCookie(b)
 		if err != nil {
-			c.countDrop(err)
+			c.drops.countError(err)
 			return false
 		}
 		rk.cookie, rk.sent = ck, time.Time{} // resend at once with it
@@ -410,7 +395,7 @@ func (c *Client) finishRekey(io *clientIO, rk *rekeying, b []byte) bool {
 	}
 	sess, asg, err := rk.in.Complete(b, io.key.Public)
 	if err != nil {
-		c.countDrop(err)
+		c.drops.countError(err)
 		return false
 	}
 	*rk = rekeying{}
@@ -435,7 +420,7 @@ func (c *Client) finishRekey(io *clientIO, rk *rekeying, b []byte) bool {
 func (c *Client) receive(io *clientIO, b []byte, tw *tunWriter) bool {
 	tr, err := ParseTransport(b)
 	if err != nil {
-		c.countDrop(err)
+		c.drops.countError(err)
 		return false
 	}
 	s := c.sess.Load()
@@ -449,7 +434,7 @@ func (c *Client) receive(io *clientIO, b []byte, tw *tunWriter) bool {
 	}
 	pt, err := s.Open(tw.next(), tr)
 	if err != nil {
-		c.countDrop(err)
+		c.drops.countError(err)
 		return false
 	}
 	c.mu.Lock()

@@ -58,6 +58,23 @@ func newCounters(names ...string) counters {
 
 func (c counters) inc(name string) { c.m[name].Add(1) }
 
+// countError counts a message dropped because decoding or opening it failed
+// with err, under the counter its error names.
+func (c counters) countError(err error) {
+	switch {
+	case errors.Is(err, ErrTruncated):
+		c.inc(DropTruncated)
+	case errors.Is(err, ErrBadMAC):
+		c.inc(DropBadMAC)
+	case errors.Is(err, ErrBadAuth):
+		c.inc(DropBadAuth)
+	case errors.Is(err, ErrReplayed):
+		c.inc(DropReplayed)
+	default:
+		c.inc(DropMalformed)
+	}
+}
+
 func (c counters) snapshot() map[string]uint64 {
 	out := make(map[string]uint64, len(c.m))
 	for k, v := range c.m {
@@ -364,7 +381,7 @@ func (s *Server) udpLoop(ctx context.Context, resp *Responder) error {
 func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time, resp *Responder, tw *tunWriter) {
 	typ, err := MessageType(b)
 	if err != nil {
-		s.countCodec(err)
+		s.drops.countError(err)
 		return
 	}
 	switch typ {
@@ -377,21 +394,6 @@ func (s *Server) handle(b []byte, from netip.AddrPort, now time.Time, resp *Resp
 	}
 }
 
-func (s *Server) countCodec(err error) {
-	switch {
-	case errors.Is(err, ErrTruncated):
-		s.drops.inc(DropTruncated)
-	case errors.Is(err, ErrBadMAC):
-		s.drops.inc(DropBadMAC)
-	case errors.Is(err, ErrBadAuth):
-		s.drops.inc(DropBadAuth)
-	case errors.Is(err, ErrReplayed):
-		s.drops.inc(DropReplayed)
-	default:
-		s.drops.inc(DropMalformed)
-	}
-}
-
 func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, resp *Responder) {
 	acc, cookie, err := resp.Accept(b, from, now)
 	if cookie != nil {
@@ -400,7 +402,7 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 		return
 	}
 	if err != nil {
-		s.countCodec(err)
+		s.drops.countError(err)
 		return
 	}
 	name, ok := s.clientName(acc.ClientKey)
@@ -522,7 +524,7 @@ func (s *Server) removeLocked(t *tunnelEntry) {
 func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, tw *tunWriter) {
 	tr, err := ParseTransport(b)
 	if err != nil {
-		s.countCodec(err)
+		s.drops.countError(err)
 		return
 	}
 	s.mu.RLock()
@@ -550,7 +552,7 @@ func (s *Server) handleTransport(b []byte, from netip.AddrPort, now time.Time, t
 		}
 	}
 	if err != nil {
-		s.countCodec(err)
+		s.drops.countError(err)
 		return
 	}
 	if current {

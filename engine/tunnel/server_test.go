@@ -2,6 +2,8 @@ package tunnel
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -204,5 +206,28 @@ func TestNATGatewayRules(t *testing.T) {
 	}
 	if r := h.Rules(); len(r) != 0 {
 		t.Fatalf("rules after undo: %v", r)
+	}
+}
+
+// TestCountError: both roles file a failed message under the counter its
+// error names, wrapped or not.
+func TestCountError(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{ErrTruncated, DropTruncated},
+		{ErrBadMAC, DropBadMAC},
+		{fmt.Errorf("%w: response for index 1", ErrBadAuth), DropBadAuth},
+		{ErrReplayed, DropReplayed},
+		{errors.New("something else"), DropMalformed},
+	} {
+		c := newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropReplayed)
+		c.countError(tc.err)
+		for name, n := range c.snapshot() {
+			if want := map[bool]uint64{true: 1}[name == tc.want]; n != want {
+				t.Errorf("%v: %s = %d, want %d", tc.err, name, n, want)
+			}
+		}
 	}
 }
