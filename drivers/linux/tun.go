@@ -16,8 +16,12 @@ type tunDevice struct {
 	dev  tun.Device
 	name string
 
-	rmu     sync.Mutex
-	bufs    [][]byte // a batch as wide as the device may return
+	rmu   sync.Mutex
+	batch int // the most packets one read of the device yields
+	// bufs is a batch as wide as the device may return, for Read alone:
+	// allocated at the first Read (batch×64 KiB, some 8 MiB), since users
+	// of ReadBatch bring their own buffers and never need it.
+	bufs    [][]byte
 	sizes   []int
 	pending [][]byte // packets of the last batch not yet returned
 
@@ -65,12 +69,7 @@ func (h *Host) CreateTUN(name string, mtu int) (engine.TUN, error) {
 		}
 	}()
 	batch := max(dev.BatchSize(), 1)
-	t := &tunDevice{dev: dev, name: got, sizes: make([]int, batch), wbuf: make([]byte, writeHeadroom+maxPacket)}
-	t.bufs = make([][]byte, batch)
-	for i := range t.bufs {
-		t.bufs[i] = make([]byte, maxPacket)
-	}
-	return t, nil
+	return &tunDevice{dev: dev, name: got, batch: batch, wbuf: make([]byte, writeHeadroom+maxPacket)}, nil
 }
 
 func (t *tunDevice) Name() string { return t.name }
@@ -80,6 +79,12 @@ func (t *tunDevice) Name() string { return t.name }
 func (t *tunDevice) Read(b []byte) (int, error) {
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
+	if t.bufs == nil {
+		t.bufs, t.sizes = make([][]byte, t.batch), make([]int, t.batch)
+		for i := range t.bufs {
+			t.bufs[i] = make([]byte, maxPacket)
+		}
+	}
 	for len(t.pending) == 0 {
 		n, err := t.dev.Read(t.bufs, t.sizes, 0)
 		if err != nil {
@@ -113,7 +118,7 @@ func (t *tunDevice) Write(b []byte) (int, error) {
 
 // BatchSize implements engine.BatchTUN: the most packets one read yields
 // (wireguard-go's, 128 on Linux: a 64 KiB GSO super-packet split at the MTU).
-func (t *tunDevice) BatchSize() int { return len(t.bufs) }
+func (t *tunDevice) BatchSize() int { return t.batch }
 
 // ReadBatch implements engine.BatchTUN: one read(2) of the device, split
 // into its segments when the kernel handed over a GSO super-packet
