@@ -41,6 +41,7 @@ type udpConn struct {
 	gso   bool // UDP_SEGMENT works; cleared when a send says it does not
 	wmsgs []ipv4.Message
 	waddr []net.UDPAddr // one per message, reused: no allocation per send
+	woob  [][]byte      // one UDP_SEGMENT control message per message, reused likewise
 	wiov  [][]byte      // the iovecs of every message, back to back
 	wseg  []int         // datagrams in each message
 }
@@ -182,6 +183,7 @@ func (c *udpConn) send(ms []engine.UDPMessage) (int, error) {
 		k := len(c.wmsgs)
 		if k == len(c.waddr) {
 			c.waddr = append(c.waddr, net.UDPAddr{IP: make(net.IP, 0, net.IPv6len)})
+			c.woob = append(c.woob, make([]byte, unix.CmsgSpace(2)))
 		}
 		a := &c.waddr[k]
 		ip := ms[i].Addr.Addr()
@@ -195,7 +197,7 @@ func (c *udpConn) send(ms []engine.UDPMessage) (int, error) {
 		a.Port, a.Zone = int(ms[i].Addr.Port()), ip.Zone()
 		m := ipv4.Message{Buffers: c.wiov[start:len(c.wiov):len(c.wiov)], Addr: a}
 		if j-i > 1 {
-			m.OOB = segmentCmsg(size)
+			m.OOB = putSegmentCmsg(c.woob[k], size)
 		}
 		c.wmsgs = append(c.wmsgs, m)
 		c.wseg = append(c.wseg, j-i)
@@ -210,9 +212,11 @@ func (c *udpConn) send(ms []engine.UDPMessage) (int, error) {
 	return datagrams, err
 }
 
-// segmentCmsg is the UDP_SEGMENT control message: the datagrams' size.
-func segmentCmsg(size int) []byte {
-	b := make([]byte, unix.CmsgSpace(2))
+// putSegmentCmsg writes the UDP_SEGMENT control message (the datagrams'
+// size) into b, unix.CmsgSpace(2) bytes, and returns it.
+func putSegmentCmsg(b []byte, size int) []byte {
+	b = b[:unix.CmsgSpace(2)]
+	clear(b)
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
 	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
