@@ -135,7 +135,7 @@ func (r *RelayRole) Run(ctx context.Context, env *engine.Env) error {
 		rc.Servers = append(rc.Servers, s.Addr)
 	}
 	for _, iface := range r.cfg.Downstream {
-		ps, err := ifaceIPv4(ctx, env, iface, 5*time.Second)
+		ps, err := WaitIPv4(ctx, env, iface, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("dhcp relay: %w", err)
 		}

@@ -42,7 +42,7 @@ func openClientIO(ctx context.Context, env *engine.Env, iface string, giaddr, se
 		// Linux drops a unicast datagram from 0.0.0.0 as a martian
 		// source: unicast to a named server goes from the address the
 		// interface already has (RHCP's temporary address).
-		if ps, err := ifaceIPv4(ctx, env, iface, 5*time.Second); err == nil && len(ps) > 0 {
+		if ps, err := WaitIPv4(ctx, env, iface, 5*time.Second); err == nil && len(ps) > 0 {
 			cio.src = ps[0].Addr()
 		}
 		if !cio.src.IsValid() {
@@ -382,9 +382,10 @@ func ApplyLease(env *engine.Env, l *Lease, routes bool) error {
 	return nil
 }
 
-// ifaceIPv4 waits up to timeout for iface to have IPv4 addresses (a static
-// role of the same node configures them concurrently) and returns them.
-func ifaceIPv4(ctx context.Context, env *engine.Env, iface string, timeout time.Duration) ([]netip.Prefix, error) {
+// WaitIPv4 waits up to timeout for iface to have IPv4 addresses (a static
+// role of the same node configures them concurrently) and returns them,
+// none if it still has none after timeout.
+func WaitIPv4(ctx context.Context, env *engine.Env, iface string, timeout time.Duration) ([]netip.Prefix, error) {
 	end := time.Now().Add(timeout)
 	for {
 		as, err := env.Host.Addresses(iface)

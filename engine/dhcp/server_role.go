@@ -124,7 +124,7 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 	r.links = map[string][]netip.Prefix{}
 	var sid netip.Addr
 	for _, iface := range r.cfg.Ifaces {
-		ps, err := ifaceIPv4(ctx, env, iface, 5*time.Second)
+		ps, err := WaitIPv4(ctx, env, iface, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("dhcp server: %w", err)
 		}

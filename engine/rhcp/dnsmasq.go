@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/dhcp"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -59,17 +60,9 @@ func (d *Dnsmasq) Config(dir string) string {
 	for _, r := range d.cfg.Reservations {
 		// The ESN as client-id: RFC 2132 type 0, then the text, written as
 		// the hex bytes dnsmasq compares.
-		lines = append(lines, fmt.Sprintf("dhcp-host=id:%s,%s", hexColon(ClientIDOption(r.ClientID)), r.Address))
+		lines = append(lines, fmt.Sprintf("dhcp-host=id:%s,%s", net.HardwareAddr(dhcp.EncodeClientID(r.ClientID)), r.Address))
 	}
 	return strings.Join(lines, "\n") + "\n"
-}
-
-func hexColon(b []byte) string {
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
 }
 
 // workDir is where dnsmasq's config and lease file live: beside the node's
@@ -99,11 +92,18 @@ func (d *Dnsmasq) Run(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("dnsmasq: %w", err)
 	}
 	env.Progress.Done("config written")
-	if err := waitIPv4(ctx, env, d.cfg.Iface, 10*time.Second); err != nil {
+	// dnsmasq answers relayed requests only on an interface with an IPv4
+	// address, and the node's static role may still be configuring it.
+	const limit = 10 * time.Second
+	ps, err := dhcp.WaitIPv4(ctx, env, d.cfg.Iface, limit)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		return fmt.Errorf("dnsmasq: %w", err)
+	}
+	if len(ps) == 0 {
+		return fmt.Errorf("dnsmasq: %s has no IPv4 address after %s; give it one (e.g. [node.static])", d.cfg.Iface, limit)
 	}
 	// Not CommandContext's kill: we stop it ourselves, by PID, with SIGTERM
 	// first so it can write its lease file.
@@ -173,28 +173,4 @@ func Leases(path string) (map[netip.Addr]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// waitIPv4 waits until iface has an IPv4 address: dnsmasq answers relayed
-// requests only on an interface with one, and the node's static role may
-// still be configuring it.
-func waitIPv4(ctx context.Context, env *engine.Env, iface string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		if as, err := env.Host.Addresses(iface); err == nil {
-			for _, a := range as {
-				if a.Prefix.Addr().Is4() {
-					return nil
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("dnsmasq: %s has no IPv4 address after %s; give it one (e.g. [node.static])", iface, limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -30,3 +30,14 @@ func TestDnsmasqConfigSkipsPingCheck(t *testing.T) {
 		t.Errorf("config:\n%s", conf)
 	}
 }
+
+// TestDnsmasqReservationClientID: a reservation matches the client-id the
+// device sends (dhcp.EncodeClientID: type 0, then the ESN).
+func TestDnsmasqReservationClientID(t *testing.T) {
+	conf := NewDnsmasq(profiles.Dnsmasq{Iface: "eth0", Reservations: []profiles.DnsmasqReservation{
+		{ClientID: "ESN-1", Address: *mustAddr("203.0.113.150")},
+	}}).Config("/tmp/x")
+	if !strings.Contains(conf, "\ndhcp-host=id:00:45:53:4e:2d:31,203.0.113.150\n") {
+		t.Errorf("config:\n%s", conf)
+	}
+}

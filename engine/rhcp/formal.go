@@ -22,7 +22,7 @@ type DHCPAcquirer struct {
 func (a DHCPAcquirer) AcquireFormal(ctx context.Context, env *engine.Env, req FormalRequest) (netip.Prefix, error) {
 	lease, err := dhcp.Acquire(ctx, env, dhcp.AcquireConfig{
 		Iface:    req.Iface,
-		ClientID: ClientIDOption(req.ClientID),
+		ClientID: dhcp.EncodeClientID(req.ClientID),
 		Server:   req.Server,
 		GIAddr:   req.Relay,
 		Timeout:  a.Timeout,
@@ -31,10 +31,4 @@ func (a DHCPAcquirer) AcquireFormal(ctx context.Context, env *engine.Env, req Fo
 		return netip.Prefix{}, err
 	}
 	return lease.Address, nil
-}
-
-// ClientIDOption is the value of option 61 for an ESN: type 0 (not a
-// hardware address, RFC 2132 §9.14) then the ID's bytes.
-func ClientIDOption(esn string) []byte {
-	return append([]byte{0}, esn...)
 }
