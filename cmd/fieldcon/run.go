@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,11 +99,16 @@ func printEvents(c <-chan engine.Event, w io.Writer, asJSON bool) (failed bool) 
 
 // formatEvent is the human one-line form: time node kind key=value...
 func formatEvent(e engine.Event) string {
-	s := fmt.Sprintf("%s %-8s %-22s", e.Time.Format("15:04:05.000"), e.Node, e.Kind)
+	return fmt.Sprintf("%s %-8s %-22s", e.Time.Format("15:04:05.000"), e.Node, e.Kind) + eventFields(e)
+}
+
+// eventFields is an event's fields as " key=value", in FieldNames order.
+func eventFields(e engine.Event) string {
+	var b strings.Builder
 	for _, k := range e.FieldNames() {
-		s += " " + k + "=" + fieldText(e.Fields[k])
+		b.WriteString(" " + k + "=" + fieldText(e.Fields[k]))
 	}
-	return s
+	return b.String()
 }
 
 // fieldText writes a field value for people: scalars as they are, maps and

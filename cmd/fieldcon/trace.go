@@ -504,10 +504,7 @@ func (o *traceOutput) packetLine(s *trace.Summary) traceLine {
 }
 
 func (o *traceOutput) event(e engine.Event) {
-	text := fmt.Sprintf("%s %s EVENT %s", e.Time.UTC().Format("15:04:05.000000"), e.Node, e.Kind)
-	for _, k := range e.FieldNames() {
-		text += " " + k + "=" + fieldText(e.Fields[k])
-	}
+	text := fmt.Sprintf("%s %s EVENT %s", e.Time.UTC().Format("15:04:05.000000"), e.Node, e.Kind) + eventFields(e)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.pending = append(o.pending, traceLine{time: e.Time.UnixNano(), text: text, obj: e})
