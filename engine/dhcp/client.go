@@ -138,7 +138,7 @@ type Client struct {
 	offerSrc Source
 	pending  *Lease
 	lease    *Lease
-	// renewReason marks a renewal FORCERENEW triggered, for the event.
+	// forced marks a renewal FORCERENEW triggered, for the event.
 	forced bool
 }
 
@@ -158,7 +158,7 @@ func (c *Client) Lease() *Lease { return c.lease }
 func (c *Client) Deadline() time.Time { return c.deadline }
 
 // SetLease installs a lease known from before (e.g. restored), in BOUND.
-func (c *Client) SetLease(l *Lease, now time.Time) {
+func (c *Client) SetLease(l *Lease) {
 	c.lease = l
 	c.state = StateBound
 	c.deadline = l.Acquired.Add(l.T1)
@@ -350,10 +350,10 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 		c.state, c.pending, c.deadline = StateProbing, &l, time.Time{}
 		return []Action{{Kind: ActProbe, Lease: &l}}
 	}
-	return c.bind(now, &l)
+	return c.bind(&l)
 }
 
-func (c *Client) bind(now time.Time, l *Lease) []Action {
+func (c *Client) bind(l *Lease) []Action {
 	old := c.lease
 	forced := c.forced
 	c.lease, c.pending, c.forced = l, nil, false
@@ -391,7 +391,7 @@ func (c *Client) ProbeDone(now time.Time, conflict bool, by net.HardwareAddr) []
 	}
 	l := c.pending
 	if !conflict {
-		return c.bind(now, l)
+		return c.bind(l)
 	}
 	m := c.message(dhcpv4.MessageTypeDecline, now)
 	m.UpdateOption(dhcpv4.OptRequestedIPAddress(net.IP(l.Address.Addr().AsSlice())))

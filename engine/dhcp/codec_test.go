@@ -126,7 +126,7 @@ func FuzzClientReceive(f *testing.F) {
 			c.Tick(now.Add(time.Hour))
 		}
 		bc := NewClient(ClientConfig{MAC: cliMAC})
-		bc.SetLease(&Lease{Address: netip.MustParsePrefix("192.0.2.100/24"), Server: srvAddr, LeaseTime: time.Hour, T1: time.Minute, T2: 2 * time.Minute, Acquired: now, Nonce: []byte("0123456789abcdef")}, now)
+		bc.SetLease(&Lease{Address: netip.MustParsePrefix("192.0.2.100/24"), Server: srvAddr, LeaseTime: time.Hour, T1: time.Minute, T2: 2 * time.Minute, Acquired: now, Nonce: []byte("0123456789abcdef")})
 		bc.Receive(now, b, Source{})
 	})
 }

@@ -44,8 +44,6 @@ type Lease struct {
 	// RapidCommit is set when the lease came from a two-message exchange
 	// (RFC 4039).
 	RapidCommit bool `json:"rapid_commit,omitempty"`
-
-	ack *dhcpv4.DHCPv4
 }
 
 // Expiry is when the lease ends.
@@ -97,7 +95,6 @@ func leaseFromACK(ack *dhcpv4.DHCPv4, now time.Time) (Lease, error) {
 		T2:        ack.IPAddressRebindingTime(lt * 7 / 8),
 		Acquired:  now,
 		ClientID:  ack.GetOneOption(dhcpv4.OptionClientIdentifier),
-		ack:       ack,
 	}
 	if v := ack.GetOneOption(OptionCloudServer); len(v) == 4 {
 		l.CloudServer = netip.AddrFrom4([4]byte(v))

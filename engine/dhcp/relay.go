@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -117,8 +116,7 @@ func (r *Relay) Reply(m *dhcpv4.DHCPv4) []Forward {
 
 // RelayRole is the dhcp_relay role.
 type RelayRole struct {
-	cfg               profiles.DHCPRelay
-	requests, replies atomic.Uint64
+	cfg profiles.DHCPRelay
 }
 
 // NewRelayRole builds the role from its profile section.
@@ -195,10 +193,8 @@ func (r *RelayRole) serve(ctx context.Context, env *engine.Env, relay *Relay, if
 		switch {
 		case m.OpCode == dhcpv4.OpcodeBootRequest && downstream:
 			fwd = relay.Request(m, iface)
-			r.requests.Add(uint64(len(fwd)))
 		case m.OpCode == dhcpv4.OpcodeBootReply:
 			fwd = relay.Reply(m)
-			r.replies.Add(uint64(len(fwd)))
 		}
 		for _, f := range fwd {
 			// Requests leave through the upstream socket (a socket bound to

@@ -354,7 +354,7 @@ func Release(ctx context.Context, env *engine.Env, cfg AcquireConfig, l *Lease) 
 	}
 	defer cio.close()
 	c := NewClient(cfg.client(cio.mac))
-	c.SetLease(l, time.Now())
+	c.SetLease(l)
 	for _, a := range c.Release(time.Now()) {
 		if a.Kind == ActSend {
 			if err := cio.send(a); err != nil {

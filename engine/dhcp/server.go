@@ -182,9 +182,7 @@ func (s *Server) free(addr netip.Addr, key string, res *Reservation, now time.Ti
 	}
 	o := s.leases[k]
 	switch o.State {
-	case LeaseBound, LeaseOffered:
-		return now.After(o.Expiry)
-	case LeaseDeclined:
+	case LeaseBound, LeaseOffered, LeaseDeclined:
 		return now.After(o.Expiry)
 	}
 	return true // released or expired

@@ -108,9 +108,16 @@ type clientRun struct {
 	acks   chan *Message
 }
 
+// clientSteps are the steps of an RHCP client run; formalSteps follow them
+// when the probe names a DHCP server (RHCP+DHCP).
+var (
+	clientSteps = []string{"link address", "listening", "probe received", "address configured", "routes configured", "stop sent"}
+	formalSteps = []string{"dhcp formal address", "temporary released", "server reclaimed"}
+)
+
 // Run implements engine.Role.
 func (c *Client) Run(ctx context.Context, env *engine.Env) error {
-	env.Progress.Plan("link address", "listening", "probe received", "address configured", "routes configured", "stop sent")
+	env.Progress.Plan(clientSteps...)
 	key, err := c.key.Load()
 	if err != nil {
 		return err
@@ -471,9 +478,8 @@ func (r *clientRun) sendStop(probe *Message) error {
 // formalDHCP is the RHCP+DHCP tail (spec claim 3): formal address by unicast
 // DHCP, then the temporary one goes and the server is told to reclaim it.
 func (r *clientRun) formalDHCP(ctx context.Context, probe *Message) error {
-	r.env.Progress.Plan("link address", "listening", "probe received", "address configured", "routes configured", "stop sent",
-		"dhcp formal address", "temporary released", "server reclaimed")
-	for _, s := range []string{"link address", "listening", "probe received", "address configured", "routes configured", "stop sent"} {
+	r.env.Progress.Plan(slices.Concat(clientSteps, formalSteps)...)
+	for _, s := range clientSteps {
 		r.env.Progress.Done(s)
 	}
 	formal, err := r.acquirer.AcquireFormal(ctx, r.env, FormalRequest{Iface: r.cfg.Iface, ClientID: r.cfg.ClientID,

@@ -2,10 +2,8 @@ package rhcp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,27 +148,4 @@ func startFailure(err error, stderr string) error {
 		hint = " (install it: apt-get install dnsmasq)"
 	}
 	return fmt.Errorf("dnsmasq exited at start%s: %w: %s", hint, err, stderr)
-}
-
-// Leases reads a dnsmasq lease file: one "expiry mac ip hostname client-id"
-// line per lease. For tests and the lease view.
-func Leases(path string) (map[netip.Addr]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	out := map[netip.Addr]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		if a, err := netip.ParseAddr(f[2]); err == nil {
-			out[a] = f[4]
-		}
-	}
-	return out, nil
 }

@@ -87,9 +87,6 @@ func (p *Prober) Allocation(id string) (Allocation, bool) {
 	return s.alloc, true
 }
 
-// Len is the number of clients in the table.
-func (p *Prober) Len() int { return len(p.clients) }
-
 // Next is when the next probe is due; zero when nobody is probed.
 func (p *Prober) Next() time.Time {
 	if len(p.queue) == 0 {

@@ -232,6 +232,3 @@ func (c *ProbeCache) Take(match func(netip.Addr) bool) []Datagram {
 	}
 	return out
 }
-
-// Len is the number of cached probes.
-func (c *ProbeCache) Len() int { return len(c.entries) }
