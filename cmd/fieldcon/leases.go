@@ -18,6 +18,7 @@ import (
 
 	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/drivers/linux"
+	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/dhcp"
 	"github.com/fieldcon/fieldcon/engine/site"
 	"github.com/fieldcon/fieldcon/engine/store"
@@ -278,24 +279,14 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitFailure
 	}
 	defer h.Close()
-	sid := netip.Addr{}
-	if n.DHCPServer.ServerID != nil {
-		sid = n.DHCPServer.ServerID.Addr
-	} else if as, err := h.Addresses(n.DHCPServer.Ifaces[0]); err == nil {
-		for _, a := range as {
-			if a.Prefix.Addr().Is4() {
-				sid = a.Prefix.Addr()
-				break
-			}
-		}
+	sid := serverID(*n.DHCPServer, h)
+	if !sid.IsValid() {
+		fmt.Fprintf(stderr, "fieldcon forcerenew: node %s has no server_id and no IPv4 address on %s to send from\n", n.Name, strings.Join(n.DHCPServer.Ifaces, ", "))
+		return exitFailure
 	}
 	raw, to, _, err := dhcp.BuildForceRenew(l, sid, time.Now())
 	if err != nil {
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
-		return exitFailure
-	}
-	if !sid.IsValid() {
-		fmt.Fprintf(stderr, "fieldcon forcerenew: node %s has no server_id and no IPv4 address on %s to send from\n", n.Name, n.DHCPServer.Ifaces[0])
 		return exitFailure
 	}
 	// From port 67 as RFC 3203 says, but through a send-only raw socket: a
@@ -308,6 +299,24 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "FORCERENEW sent to %s (client %s)\n", to, l.Key)
 	return exitOK
+}
+
+// serverID is the identifier the node's running dhcp_server gives its
+// clients, read from the interfaces it serves on as the server does.
+func serverID(p profiles.DHCPServer, h engine.Host) netip.Addr {
+	ipv4 := map[string][]netip.Prefix{}
+	for _, iface := range p.Ifaces {
+		as, err := h.Addresses(iface)
+		if err != nil {
+			continue
+		}
+		for _, a := range as {
+			if a.Prefix.Addr().Is4() {
+				ipv4[iface] = append(ipv4[iface], a.Prefix)
+			}
+		}
+	}
+	return dhcp.ServerID(p, ipv4)
 }
 
 // findLease matches a bound lease by address, client key or ESN.

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fieldcon/fieldcon/drivers/fake"
+	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/dhcp"
 	"github.com/fieldcon/fieldcon/engine/store"
+	"github.com/fieldcon/fieldcon/profiles"
 )
 
 const leasesProfile = `
@@ -69,5 +72,21 @@ func TestLeasesListsTheStore(t *testing.T) {
 	}
 	if l, ok := findLease([]dhcp.ServerLease{{Key: "0045534e2d31", State: dhcp.LeaseBound}}, "ESN-1"); !ok || l.Key != "0045534e2d31" {
 		t.Errorf("findLease by ESN failed")
+	}
+}
+
+// forcerenew sends from the identifier the running server uses: the first
+// IPv4 address among all its interfaces, not only the first interface's.
+func TestForceRenewServerIDMatchesRunningServer(t *testing.T) {
+	h := fake.NewHost("srv", fake.NewNetwork(), "eth0", "eth1")
+	if err := h.AddAddress("eth1", engine.Address{Prefix: netip.MustParsePrefix("192.0.2.1/24")}); err != nil {
+		t.Fatal(err)
+	}
+	p := profiles.DHCPServer{Ifaces: []string{"eth0", "eth1"}}
+	if got, want := serverID(p, h), netip.MustParseAddr("192.0.2.1"); got != want {
+		t.Fatalf("forcerenew server id %v, want %v", got, want)
+	}
+	if got, want := serverID(p, h), dhcp.ServerID(p, map[string][]netip.Prefix{"eth1": {netip.MustParsePrefix("192.0.2.1/24")}}); got != want {
+		t.Fatalf("forcerenew server id %v, running server's %v", got, want)
 	}
 }

@@ -122,18 +122,14 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 	}
 	env.Progress.Plan("leases loaded", "listening")
 	r.links = map[string][]netip.Prefix{}
-	var sid netip.Addr
 	for _, iface := range r.cfg.Ifaces {
 		ps, err := WaitIPv4(ctx, env, iface, 5*time.Second)
 		if err != nil {
 			return fmt.Errorf("dhcp server: %w", err)
 		}
 		r.links[iface] = ps
-		if len(ps) > 0 && !sid.IsValid() {
-			sid = ps[0].Addr()
-		}
 	}
-	cfg := ServerConfigFrom(r.cfg, sid)
+	cfg := ServerConfigFrom(r.cfg, ServerID(r.cfg, r.links))
 	if !cfg.ServerID.IsValid() {
 		return fmt.Errorf("dhcp server: no IPv4 address on %v for the server identifier; set server_id or configure the interface first", r.cfg.Ifaces)
 	}
