@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -125,11 +126,24 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	growBuffers(io.conn)
 	io.in = newUDPReader(io.conn)
 
-	go c.tunLoop(ctx, io)
-	err = c.loop(ctx, io)
+	// Either loop ending ends the other: a client that cannot read its TUN
+	// must say so, not keep a tunnel up that carries nothing.
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var tunErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); tunErr = c.tunLoop(lctx, io); stop() }()
+	err = c.loop(lctx, io)
 	if s := c.sess.Load(); s != nil {
 		// Tell the server so it frees the address now rather than at aging.
 		io.conn.WriteToUDPAddrPort(s.Seal(nil, TypeClose, nil), c.cfg.Server.AddrPort)
+	}
+	stop()
+	io.tun.Close() // unblocks tunLoop's read; closing again on return is harmless
+	wg.Wait()
+	if tunErr != nil && ctx.Err() == nil {
+		return tunErr
 	}
 	return err
 }
@@ -476,12 +490,17 @@ func (c *Client) sendTransport(io *clientIO, typ byte, pt []byte) {
 
 // tunLoop carries packets from the virtual NIC into the tunnel: each is
 // sealed where the TUN read put it and sent with the others of its read.
-func (c *Client) tunLoop(ctx context.Context, io *clientIO) {
+// It returns nil once the TUN is closed or ctx ends, and a read error
+// otherwise.
+func (c *Client) tunLoop(ctx context.Context, io *clientIO) error {
 	r, w := newTUNReader(io.tun), newUDPWriter(io.conn)
 	for {
 		n, err := r.read()
 		if err != nil {
-			return // closed on stop
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return nil // closed on stop
+			}
+			return fmt.Errorf("tunnel client: read %s: %w", io.tun.Name(), err)
 		}
 		s := c.sess.Load()
 		for i := range n {
