@@ -67,13 +67,18 @@ func startPeer(b *testing.B, ns string, env []string, args ...string) (stop func
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start %s: %v", args[0], err)
 	}
-	time.Sleep(time.Second)
-	if cmd.ProcessState != nil {
-		b.Fatalf("%s exited: %s", args[0], out.String())
+	// A peer that dies at start (a bad config, a busy port) is caught in
+	// its first second.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		b.Fatalf("%s exited at start (%v): %s", args[0], err, out.String())
+	case <-time.After(time.Second):
 	}
 	return func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 	}
 }
 
