@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,8 @@ func BenchmarkRHCPServerProbes10k(b *testing.B) {
 	var seq rhcp.Sequencer
 	now := time.Unix(1_800_000_000, 0)
 	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	b.ResetTimer()
 	probes := 0
 	for i := 0; i < b.N; i++ {
@@ -74,7 +77,10 @@ func BenchmarkRHCPServerProbes10k(b *testing.B) {
 			probes++
 		}
 	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(probes)/b.Elapsed().Seconds(), "probes/s")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(probes), "allocs/probe")
 }
 
 // BenchmarkRHCPServerProbes10kUDP adds a sendto per probe, to a loopback
@@ -126,7 +132,7 @@ func BenchmarkRHCPServerProbes10kUDP(b *testing.B) {
 // new one and its route, and sends a stop) and waits for the stop. The
 // latencies come from a tcpdump in the device's namespace: probe arrival on
 // the device's link → stop leaving it, and → address.added.
-// Run: sudo go test ./bench -run XXX -bench RHCPProbeToStop -benchtime 300x
+// Run: sudo go test ./bench -run XXX -bench RHCPProbeToStop -benchtime 500x
 func BenchmarkRHCPProbeToStop(b *testing.B) {
 	labtest.RequireRoot(b)
 	labtest.RequireBinary(b, "tcpdump")
