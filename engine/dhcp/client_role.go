@@ -135,26 +135,16 @@ func (r *ClientRole) handle(env *engine.Env, c *Client, a Action) error {
 func (r *ClientRole) bind(env *engine.Env, a Action) error {
 	l, old := a.Lease, a.Old
 	l.Iface = r.cfg.Iface
-	addr := engine.Address{Prefix: l.Address, Valid: l.LeaseTime, Preferred: l.LeaseTime}
-	moved := old == nil || old.Address != l.Address
-	var err error
-	if moved {
-		err = env.AddAddress(l.Iface, addr, "dhcp")
-	} else {
-		// Same address: refresh its lifetimes without a new event.
-		err = env.Host.AddAddress(l.Iface, addr)
-	}
-	if err != nil {
+	if err := applyAddress(env, l, old); err != nil {
 		return fmt.Errorf("dhcp client: configure %s on %s: %w", l.Address, l.Iface, err)
 	}
-	if old != nil && moved {
+	if old != nil && old.Address != l.Address {
 		if err := env.DelAddress(l.Iface, engine.Address{Prefix: old.Address}, "dhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
 			env.Error(fmt.Errorf("dhcp client: remove old address %s: %w", old.Address, err))
 		}
 	}
-	if r.cfg.Routes && len(l.Routers) > 0 && (old == nil || moved || len(old.Routers) == 0 || old.Routers[0] != l.Routers[0]) {
-		rt := engine.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: l.Routers[0], Dev: l.Iface}
-		if err := env.AddRoute(rt, "dhcp"); err != nil {
+	if r.cfg.Routes {
+		if err := applyRoute(env, l, old); err != nil {
 			env.Error(fmt.Errorf("dhcp client: default route via %s: %w", l.Routers[0], err))
 		}
 	}

@@ -368,18 +368,40 @@ func Release(ctx context.Context, env *engine.Env, cfg AcquireConfig, l *Lease) 
 
 // ApplyLease configures a lease's address on its interface with the lease's
 // lifetime, and with routes a default route through its first router.
+// The dhcp_client role applies its leases the same way (ClientRole.bind).
 func ApplyLease(env *engine.Env, l *Lease, routes bool) error {
-	a := engine.Address{Prefix: l.Address, Valid: l.LeaseTime, Preferred: l.LeaseTime}
-	if err := env.AddAddress(l.Iface, a, "dhcp"); err != nil {
+	if err := applyAddress(env, l, nil); err != nil {
 		return fmt.Errorf("dhcp: add %s to %s: %w", l.Address, l.Iface, err)
 	}
-	if routes && len(l.Routers) > 0 {
-		r := engine.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: l.Routers[0], Dev: l.Iface}
-		if err := env.AddRoute(r, "dhcp"); err != nil {
+	if routes {
+		if err := applyRoute(env, l, nil); err != nil {
 			return fmt.Errorf("dhcp: default route via %s: %w", l.Routers[0], err)
 		}
 	}
 	return nil
+}
+
+// applyAddress configures l's address on l.Iface with the lease's lifetimes.
+// old is the lease l renews, or nil: a renewal of the same address refreshes
+// its lifetimes without a new event.
+func applyAddress(env *engine.Env, l, old *Lease) error {
+	a := engine.Address{Prefix: l.Address, Valid: l.LeaseTime, Preferred: l.LeaseTime}
+	if old == nil || old.Address != l.Address {
+		return env.AddAddress(l.Iface, a, "dhcp")
+	}
+	return env.Host.AddAddress(l.Iface, a)
+}
+
+// applyRoute adds a default route through l's first router, unless l has
+// none or old (the lease l renews, or nil) had the same address and router.
+func applyRoute(env *engine.Env, l, old *Lease) error {
+	if len(l.Routers) == 0 {
+		return nil
+	}
+	if old != nil && old.Address == l.Address && len(old.Routers) > 0 && old.Routers[0] == l.Routers[0] {
+		return nil
+	}
+	return env.AddRoute(engine.Route{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: l.Routers[0], Dev: l.Iface}, "dhcp")
 }
 
 // WaitIPv4 waits up to timeout for iface to have IPv4 addresses (a static
