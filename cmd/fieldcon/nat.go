@@ -90,14 +90,7 @@ func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "fieldcon nat: no running tunnel server publishes its index for node %s; tunnel index shows as 0\n", n.Name)
 	}
-	var kept []engine.ConntrackFlow
-	gw := pool.Addr().Next()
-	for _, fl := range flows {
-		if fl.OrigSrc.Addr() != gw {
-			kept = append(kept, fl)
-		}
-	}
-	rows := tunnel.SortedMappings(tunnel.JoinNAT(kept, index.IndexOf()))
+	rows := tunnel.SortedMappings(tunnel.JoinNAT(tunnel.ClientFlows(flows, pool), index.IndexOf()))
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, r := range rows {

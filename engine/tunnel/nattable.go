@@ -56,6 +56,19 @@ func mappingFields(r engine.MappingRow) engine.Fields {
 	}
 }
 
+// ClientFlows keeps the flows of pool's clients, filtering flows in place:
+// the server's own traffic, from the pool's gateway address, is no tunnel's.
+func ClientFlows(flows []engine.ConntrackFlow, pool netip.Prefix) []engine.ConntrackFlow {
+	gw := gatewayOf(pool)
+	kept := flows[:0]
+	for _, f := range flows {
+		if f.OrigSrc.Addr() != gw {
+			kept = append(kept, f)
+		}
+	}
+	return kept
+}
+
 // refreshNAT reads conntrack, replaces the NAT table and emits
 // nat.mapping.added/removed for the difference.
 func (s *Server) refreshNAT(nh engine.NATHost) {
@@ -64,13 +77,7 @@ func (s *Server) refreshNAT(nh engine.NATHost) {
 		s.env.Log.Warn("conntrack unreadable; NAT table not refreshed", "err", err)
 		return
 	}
-	gw := s.pool.Gateway()
-	kept := flows[:0]
-	for _, f := range flows {
-		if f.OrigSrc.Addr() != gw { // the server's own traffic is no tunnel's
-			kept = append(kept, f)
-		}
-	}
+	kept := ClientFlows(flows, s.pool.Prefix())
 	s.mu.RLock()
 	rows := JoinNAT(kept, func(a netip.Addr) uint32 {
 		if t := s.byAddr[a]; t != nil {

@@ -40,8 +40,11 @@ func NewPool(prefix netip.Prefix) (*Pool, error) {
 	if !prefix.Addr().Is4() || prefix.Bits() > 30 {
 		return nil, fmt.Errorf("tunnel: pool %s must be IPv4 and at most /30", prefix)
 	}
-	return &Pool{prefix: prefix, gateway: prefix.Addr().Next(), byAddr: map[netip.Addr]*Binding{}, byKey: map[PublicKey]*Binding{}}, nil
+	return &Pool{prefix: prefix, gateway: gatewayOf(prefix), byAddr: map[netip.Addr]*Binding{}, byKey: map[PublicKey]*Binding{}}, nil
 }
+
+// gatewayOf is the server's address in a pool of prefix: its first.
+func gatewayOf(prefix netip.Prefix) netip.Addr { return prefix.Masked().Addr().Next() }
 
 // Gateway is the server's address in the pool.
 func (p *Pool) Gateway() netip.Addr { return p.gateway }
