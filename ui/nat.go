@@ -19,7 +19,15 @@ type natPane struct {
 	cur     cursor
 	sortCol int
 	desc    bool
-	rows    []natRow
+
+	// What refresh built from the snapshot, so that drawing a frame only
+	// slices it: the mappings sorted for the terminal's width, their
+	// totals, and the tunnel servers' index rows.
+	rows           []natRow
+	fields         []natField
+	po, bo, pi, bi uint64
+	tunnels        []engine.TunnelRow
+	capable        bool // some node runs a tunnel role
 }
 
 // natWide is the width from which the NAT table shows every column.
@@ -101,8 +109,10 @@ func (p *natPane) key(m *Model, msg tea.KeyMsg) tea.Cmd {
 	switch {
 	case key.Matches(msg, m.keys.Sort):
 		p.sortCol = (p.sortCol + 1) % len(natFields(m.width >= natWide))
+		p.refresh(m)
 	case key.Matches(msg, m.keys.Reverse):
 		p.desc = !p.desc
+		p.refresh(m)
 	default:
 		p.cur.move(&m.keys, msg, len(p.rows), 0)
 	}
@@ -122,37 +132,48 @@ func hasCapability(s *engine.Snapshot, prefix string) bool {
 	return false
 }
 
-func (p *natPane) render(m *Model, w, h int) string {
-	st := &m.st
-	var tunnels int
-	p.rows = p.rows[:0]
-	for _, n := range m.snap.Nodes {
+// refresh rebuilds the rows from the snapshot and sorts them: on every
+// snapshot, on a new sort order and when the terminal is resized (the
+// columns, and so the sort keys, depend on its width).
+func (p *natPane) refresh(m *Model) {
+	p.rows, p.tunnels = p.rows[:0], p.tunnels[:0]
+	for i := range m.snap.Nodes {
+		n := &m.snap.Nodes[i]
 		for _, r := range n.Mappings {
 			p.rows = append(p.rows, natRow{n.Name, r})
 		}
-		if runsTunnelServer(&n) {
-			tunnels += len(n.Tunnels)
+		// The tunnel index table is the server's; a client's own row (its
+		// tunnel as it sees it) would list the same tunnel twice.
+		if runsTunnelServer(n) {
+			p.tunnels = append(p.tunnels, n.Tunnels...)
 		}
 	}
-	if len(p.rows) == 0 && tunnels == 0 && !hasCapability(&m.snap, "tunnel") {
-		return st.Dim.Render("NAT: not in this profile (no tunnel server among its nodes)")
-	}
-	fields := natFields(w >= natWide)
-	p.sortCol %= len(fields)
-	cols := make([]column, len(fields))
-	for i, f := range fields {
-		cols[i] = f.column
-	}
-	by := fields[p.sortCol].cmp
+	p.capable = hasCapability(&m.snap, "tunnel")
+	p.fields = natFields(m.width >= natWide)
+	p.sortCol %= len(p.fields)
+	by := p.fields[p.sortCol].cmp
 	slices.SortStableFunc(p.rows, func(a, b natRow) int {
 		if p.desc {
 			return by(&b, &a)
 		}
 		return by(&a, &b)
 	})
-	var po, bo, pi, bi uint64
+	p.po, p.bo, p.pi, p.bi = 0, 0, 0, 0
 	for _, r := range p.rows {
-		po, bo, pi, bi = po+r.PacketsOut, bo+r.BytesOut, pi+r.PacketsIn, bi+r.BytesIn
+		p.po, p.bo, p.pi, p.bi = p.po+r.PacketsOut, p.bo+r.BytesOut, p.pi+r.PacketsIn, p.bi+r.BytesIn
+	}
+}
+
+func (p *natPane) render(m *Model, w, h int) string {
+	st := &m.st
+	tunnels := len(p.tunnels)
+	if len(p.rows) == 0 && tunnels == 0 && !p.capable {
+		return st.Dim.Render("NAT: not in this profile (no tunnel server among its nodes)")
+	}
+	fields := p.fields
+	cols := make([]column, len(fields))
+	for i, f := range fields {
+		cols[i] = f.column
 	}
 	dir := "↑"
 	if p.desc {
@@ -160,7 +181,7 @@ func (p *natPane) render(m *Model, w, h int) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %d mappings  %d tunnels  out %sp %sB  in %sp %sB  %s\n",
-		st.Title.Render("NAT"), len(p.rows), tunnels, si(po), si(bo), si(pi), si(bi),
+		st.Title.Render("NAT"), len(p.rows), tunnels, si(p.po), si(p.bo), si(p.pi), si(p.bi),
 		st.Dim.Render("sort "+fields[p.sortCol].title+" "+dir))
 	b.WriteString("  " + tableHeader(st, cols) + "\n")
 	tunH := 0
@@ -196,14 +217,7 @@ func (p *natPane) tunnelTable(m *Model) string {
 	st := &m.st
 	var b strings.Builder
 	b.WriteString("\n  " + tableHeader(st, tunnelCols) + "\n")
-	var rows []engine.TunnelRow
-	for i := range m.snap.Nodes {
-		// The tunnel index table is the server's; a client's own row (its
-		// tunnel as it sees it) would list the same tunnel twice.
-		if runsTunnelServer(&m.snap.Nodes[i]) {
-			rows = append(rows, m.snap.Nodes[i].Tunnels...)
-		}
-	}
+	rows := p.tunnels
 	for i, t := range rows {
 		if i == tunnelRowsShown-1 && len(rows) > tunnelRowsShown {
 			b.WriteString(st.Dim.Render(fmt.Sprintf("  … %d more tunnels (fieldcon nat lists them all)", len(rows)-i)) + "\n")

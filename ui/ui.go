@@ -282,6 +282,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
 		cmd = m.tr.moveTo(m, m.tr.anchor(m)) // the list holds as many rows as fit
+		m.nat.refresh(m)                     // its columns depend on the width
 	case tickMsg:
 		m.now = m.opt.Now()
 		if m.status != "" && m.now.Sub(m.statusAt) > 8*time.Second {
@@ -305,6 +306,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.noteAddresses(msg.events)
 		m.ov.refresh(m)
 		m.logp.refresh(m)
+		m.nat.refresh(m)
 	case actionMsg:
 		if msg.err != nil {
 			m.setStatus(msg.what+": "+msg.err.Error(), true)
