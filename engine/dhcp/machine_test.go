@@ -279,7 +279,7 @@ func TestIPSyncReservationMoves(t *testing.T) {
 	s.SetConfig(cfg)
 	key := ClientKey(id, cliMAC)
 	sl, _ := s.Lease(key)
-	if addr, _ := s.Entitled(key, sl); addr != netip.MustParseAddr("192.0.2.61") {
+	if addr, _ := s.Entitled(sl); addr != netip.MustParseAddr("192.0.2.61") {
 		t.Fatalf("entitled %s", addr)
 	}
 	raw, _, _, err := s.ForceRenew(key)

@@ -537,7 +537,7 @@ func replyTo(req, m *dhcpv4.DHCPv4) netip.AddrPort {
 // Entitled is the address and cloud server a bound lease should have under
 // the current configuration (its reservation's, else its own address and its
 // pool's cloud server).
-func (s *Server) Entitled(key string, l ServerLease) (netip.Addr, netip.Addr) {
+func (s *Server) Entitled(l ServerLease) (netip.Addr, netip.Addr) {
 	id, _ := hex.DecodeString(l.ClientID)
 	mac, _ := net.ParseMAC(l.MAC)
 	addr, cloud := l.Address, netip.Addr{}

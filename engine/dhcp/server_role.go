@@ -432,7 +432,7 @@ func (r *ServerRole) Reload(cfg profiles.DHCPServer) ([]string, error) {
 	r.cfg = cfg
 	var push []string
 	for key, l := range before {
-		addr, cloud := r.srv.Entitled(key, l)
+		addr, cloud := r.srv.Entitled(l)
 		if addr != l.Address || cloud != l.CloudServer {
 			push = append(push, key)
 		}
