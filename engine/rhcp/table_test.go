@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -92,5 +94,35 @@ func TestKeyErrorsDoNotLeak(t *testing.T) {
 	}
 	if _, err := (KeySource{Env: "FIELDCON_UNSET_KEY_VAR"}).Load(); err == nil {
 		t.Fatal("unset variable accepted")
+	}
+}
+
+// TestLoadTableDeletesRemovedClients: the stored row of a client no longer in
+// the profile is deleted, so it does not hold its address after a restart.
+func TestLoadTableDeletesRemovedClients(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "srv.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Unix(1_800_000_000, 0)
+	gone := Allocation{ClientID: "gone", Address: netip.MustParsePrefix("203.0.113.1/24"), State: StateConfirmed, Changed: now}
+	if err := st.Put(allocBucket, "gone", gone); err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(serverConfig(profiles.RHCPClientEntry{ID: "new"}))
+	out, err := s.loadTable(&engine.Env{Store: st}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || out[0].ClientID != "new" || out[0].Address.String() != "203.0.113.1/24" {
+		t.Errorf("table %+v", out)
+	}
+	var keys []string
+	if err := st.ForEach(allocBucket, func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, ",") != "new" {
+		t.Errorf("stored rows %v, want only new", keys)
 	}
 }
