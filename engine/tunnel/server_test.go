@@ -222,9 +222,10 @@ func TestCountError(t *testing.T) {
 		{ErrBadMAC, DropBadMAC},
 		{fmt.Errorf("%w: response for index 1", ErrBadAuth), DropBadAuth},
 		{ErrReplayed, DropReplayed},
+		{ErrRateLimited, DropRateLimited},
 		{errors.New("something else"), DropMalformed},
 	} {
-		c := newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropReplayed)
+		c := newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropReplayed, DropRateLimited)
 		c.countError(tc.err)
 		for name, n := range c.snapshot() {
 			if want := map[bool]uint64{true: 1}[name == tc.want]; n != want {
@@ -409,5 +410,27 @@ func TestServerStoresTimestampBeforeResponse(t *testing.T) {
 		if err != nil || ts != want[i] {
 			t.Errorf("response %d: the store on disk holds timestamp %d (%v), want %d", i+1, ts, err, want[i])
 		}
+	}
+}
+
+// TestServerRestoresTimestampsPastDamagedRow: a damaged row of the
+// handshake bucket costs its own key's guard, not the others'.
+func TestServerRestoresTimestampsPastDamagedRow(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "server.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ck, _ := GenerateKey()
+	s, _ := newBareServer(t, PublicKey(ck.Public))
+	s.env.Store = st
+	for k, v := range map[string]any{"AAAA": uint64(1), PublicKey{9}.String(): "not a number", PublicKey(ck.Public).String(): uint64(42)} {
+		if err := st.Put(handshakeBucket, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.restoreTimestamps()
+	if got := s.lastTS[PublicKey(ck.Public)]; got != 42 || len(s.lastTS) != 1 {
+		t.Fatalf("restored %v, want only %s: 42", s.lastTS, PublicKey(ck.Public))
 	}
 }
