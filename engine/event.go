@@ -51,6 +51,11 @@ const (
 	KindError              = "error"
 )
 
+// KindTunnelHandshakeDropped is a tunnel server refusing establishment
+// requests that passed mac1: over their source's rate, or replayed
+// (docs/protocols/tunnel.md "Receiving rules").
+const KindTunnelHandshakeDropped = "tunnel.handshake.dropped"
+
 // Fields carries an event's kind-specific fields. Values must marshal to JSON;
 // secrets never go here.
 type Fields map[string]any

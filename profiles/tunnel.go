@@ -54,6 +54,9 @@ type TunnelServer struct {
 	// HandshakeRate is the establishment requests per second above which
 	// the server demands cookies (default 100).
 	HandshakeRate int `toml:"handshake_rate"`
+	// SourceHandshakeRate is the establishment requests per second one
+	// source address may have handshaked, past the cookie check (default 20).
+	SourceHandshakeRate int `toml:"source_handshake_rate"`
 	// NATInterval is how often the NAT table is read from conntrack (default 1s).
 	NATInterval Duration `toml:"nat_interval"`
 	// Clients are the client keys allowed to establish tunnels.

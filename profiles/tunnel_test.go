@@ -27,6 +27,8 @@ func TestTunnelValidation(t *testing.T) {
 			[]string{"x.toml:6:", "/16 to /30"}},
 		{"idle below two heartbeats", "[[node]]\nname = \"s\"\n[node.tunnel_server]\nlisten = \"0.0.0.0:51820\"\n" + key + "pool = \"198.19.0.0/24\"\nheartbeat = \"10s\"\nidle_timeout = \"15s\"\n[[node.tunnel_server.clients]]\nname = \"c\"\npublic_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
 			[]string{"x.toml:8:", "more than twice heartbeat"}},
+		{"negative source handshake rate", "[[node]]\nname = \"s\"\n[node.tunnel_server]\nlisten = \"0.0.0.0:51820\"\n" + key + "pool = \"198.19.0.0/24\"\nsource_handshake_rate = -1\n[[node.tunnel_server.clients]]\nname = \"c\"\npublic_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+			[]string{"x.toml:7:", "source_handshake_rate -1 is negative"}},
 		{"server without clients", "[[node]]\nname = \"s\"\n[node.tunnel_server]\nlisten = \"0.0.0.0:51820\"\n" + key + "pool = \"198.19.0.0/24\"\n",
 			[]string{"x.toml:3:", "no clients are allowed"}},
 		{"nat gateway port", "[[node]]\nname = \"n\"\n[node.nat_gateway]\ninside = \"eth0\"\noutside = \"eth1\"\nsource = \"198.18.0.0/24\"\nallow_udp = [70000]\n",

@@ -46,6 +46,9 @@ func (v *validator) tunnel(path string, n *Node) {
 		if s.HandshakeRate < 0 {
 			v.errorf(p+".handshake_rate", "handshake_rate %d is negative; want 0 or more (default 100)", s.HandshakeRate)
 		}
+		if s.SourceHandshakeRate < 0 {
+			v.errorf(p+".source_handshake_rate", "source_handshake_rate %d is negative; want 0 or more (default 20)", s.SourceHandshakeRate)
+		}
 		if s.Heartbeat.Duration > 0 && s.IdleTimeout.Duration > 0 && s.IdleTimeout.Duration <= 2*s.Heartbeat.Duration {
 			v.errorf(p+".idle_timeout", "idle_timeout %s must be more than twice heartbeat %s, or live tunnels age out", s.IdleTimeout, s.Heartbeat)
 		}

@@ -1,6 +1,15 @@
 package tunnel
 
-import "testing"
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fieldcon/fieldcon/engine/store"
+	"github.com/flynn/noise"
+)
 
 // BenchmarkSealOpen is the per-packet crypto of the data path: seal on one
 // side, parse and open (with the replay window) on the other, for a
@@ -51,5 +60,62 @@ func BenchmarkSealInPlaceOpen(b *testing.B) {
 		if _, err := ss.Open(dst[:0], tr); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkServerHandshake is the server's side of an establishment as the
+// UDP loop runs it (Server.handle), with a store on disk: the responder's
+// checks, Noise IK, the replay check, what is stored before the response
+// goes out, and the response. "new" creates a tunnel (the binding is
+// stored); "rekey" is a known client's periodic new handshake.
+func BenchmarkServerHandshake(b *testing.B) {
+	for _, rekey := range []bool{false, true} {
+		name := map[bool]string{false: "new", true: "rekey"}[rekey]
+		b.Run(name, func(b *testing.B) {
+			st, err := store.Open(filepath.Join(b.TempDir(), "server.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			ck, _ := GenerateKey()
+			s, resp := newBareServer(b, PublicKey(ck.Public))
+			s.env.Store = st
+			s.pool, _ = NewPool(netip.MustParsePrefix("198.19.0.0/16"))
+			keys := make([]noise.DHKey, b.N)
+			for i := range keys {
+				keys[i] = ck
+				if !rekey {
+					keys[i], _ = GenerateKey()
+					s.allowed[PublicKey(keys[i].Public)] = fmt.Sprintf("c%d", i)
+				}
+			}
+			if rekey {
+				req, _, _ := Initiate(ck, PublicKey(resp.static.Public), 1, time.Now(), nil)
+				s.handle(req, netip.MustParseAddrPort("203.0.113.9:4000"), time.Now(), resp, nil)
+			}
+			// Requests are built before the clock starts: their DH is the
+			// client's work, not the server's.
+			reqs := make([][]byte, b.N)
+			t0 := time.Now()
+			for i := range reqs {
+				reqs[i], _, _ = Initiate(keys[i], PublicKey(resp.static.Public), uint32(i+2), t0.Add(time.Duration(i+1)*time.Millisecond), nil)
+			}
+			from := netip.MustParseAddrPort("203.0.113.9:4000")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range reqs {
+				// The loop's clock says 100 ms apart: within any
+				// per-source rate, so every handshake completes.
+				s.handle(reqs[i], from, t0.Add(time.Duration(i)*100*time.Millisecond), resp, nil)
+			}
+			b.StopTimer()
+			want := b.N
+			if rekey {
+				want = 1
+			}
+			if n := len(s.Tunnels()); n != want {
+				b.Fatalf("%d tunnels, want %d", n, want)
+			}
+		})
 	}
 }

@@ -26,6 +26,8 @@ var (
 	ErrBadAuth  = errors.New("tunnel: authentication failed")
 	ErrReplayed = errors.New("tunnel: replayed")
 	ErrNoCookie = errors.New("tunnel: under load, cookie required")
+	// ErrRateLimited is a request over its source's handshake rate.
+	ErrRateLimited = errors.New("tunnel: over the source's handshake rate")
 )
 
 // cookieRotation is how long the server's cookie secret lives (WireGuard §5.4.7).
@@ -193,13 +195,18 @@ func (in *Initiation) OpenCookie(b []byte) ([]byte, error) {
 }
 
 // Responder is the server's side of the handshake: mac checks, load
-// shedding with cookies and Noise IK. It keeps no state per unauthenticated
-// sender: only a global handshake rate and a rotating cookie secret.
+// shedding with cookies, a handshake rate per source and Noise IK. Of an
+// unauthenticated sender it keeps only its source's token bucket, in a
+// table of bounded size; besides, a global handshake rate and a rotating
+// cookie secret.
 type Responder struct {
 	static  noise.DHKey
 	mac1Key [32]byte
 	cookieK [32]byte
 	maxRate int // handshakes per second before cookies are demanded
+	// sources limits the handshakes one source may start past the cookie
+	// check.
+	sources *sourceLimiter
 
 	mu       sync.Mutex
 	secret   [32]byte
@@ -212,10 +219,20 @@ type Responder struct {
 // cookies above maxRate handshakes per second (0: never).
 func NewResponder(static noise.DHKey, maxRate int) *Responder {
 	return &Responder{
-		static: static, maxRate: maxRate,
+		static: static, maxRate: maxRate, sources: newSourceLimiter(DefaultSourceHandshakeRate),
 		mac1Key: labelKey("mac1----", static.Public),
 		cookieK: labelKey("cookie--", static.Public),
 	}
+}
+
+// WithSourceRate sets the handshakes per second one source address may
+// start (0: DefaultSourceHandshakeRate). Call it before the first Accept.
+func (r *Responder) WithSourceRate(rate int) *Responder {
+	if rate <= 0 {
+		rate = DefaultSourceHandshakeRate
+	}
+	r.sources = newSourceLimiter(rate)
+	return r
 }
 
 // Accepted is an authenticated establishment request waiting for its
@@ -229,7 +246,9 @@ type Accepted struct {
 
 // Accept checks a request from src. It returns either an authenticated
 // request, or a cookie reply to send (under load), or an error saying why
-// the request was dropped. Nothing is kept for a dropped request.
+// the request was dropped. Of a dropped request nothing is kept but the
+// handshake it was charged to its source's bucket (ErrRateLimited: none
+// left).
 func (r *Responder) Accept(b []byte, src netip.AddrPort, now time.Time) (*Accepted, []byte, error) {
 	req, err := ParseRequest(b)
 	if err != nil {
@@ -248,6 +267,10 @@ func (r *Responder) Accept(b []byte, src netip.AddrPort, now time.Time) (*Accept
 			}
 			return nil, reply, ErrNoCookie
 		}
+	}
+	// Past the cookie, before the Diffie-Hellman that the limit protects.
+	if !r.sources.allow(src.Addr(), now) {
+		return nil, nil, ErrRateLimited
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite: suite, Pattern: noise.HandshakeIK, Initiator: false,

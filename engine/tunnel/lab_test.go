@@ -560,6 +560,65 @@ func TestLabTunnel(t *testing.T) {
 		}
 	})
 
+	t.Run("a request captured before a restart is refused after it", func(t *testing.T) {
+		req := capturedPayloads(t, l.capture)[tunnel.TypeRequest]
+		if len(req) != tunnel.RequestLen {
+			t.Fatalf("capture lacks a request (%d bytes)", len(req))
+		}
+		// The client's requests are lost at the NAT while the server
+		// restarts, so the replay is the first request the new server sees.
+		nat := l.ns("nat")
+		labtest.Exec(t, nat, "nft", "add", "table", "ip", "fcreplay")
+		labtest.Exec(t, nat, "nft", "add", "chain", "ip", "fcreplay", "blk", "{ type filter hook forward priority -10; }")
+		labtest.Exec(t, nat, "nft", "add", "rule", "ip", "fcreplay", "blk", "udp", "dport", "51820", "drop")
+		defer run(nat, "nft", "delete", "table", "ip", "fcreplay")
+		restarted := time.Now()
+		if err := l.site.Engine.RestartRole(context.Background(), "server", "tunnel_server"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(15 * time.Second); !serverServing(l, restarted); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the restarted server did not come up")
+			}
+		}
+		l.drain()
+		before := l.server(t).Drops()[tunnel.DropReplayed]
+		h, err := linux.Open(nat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		c, err := h.ListenUDP(netip.MustParseAddrPort("0.0.0.0:0"), engine.UDPOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.WriteToUDPAddrPort(req, netip.MustParseAddrPort("203.0.113.1:51820")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 1500)
+		if n, _, err := c.ReadFromUDPAddrPort(buf); err == nil {
+			t.Fatalf("the restarted server answered the captured request with a %d-byte type %d message", n, buf[0])
+		}
+		if got := l.server(t).Drops()[tunnel.DropReplayed] - before; got != 1 {
+			t.Fatalf("the captured request counted %d times as replayed, want 1", got)
+		}
+		if rows := l.server(t).Tunnels(); len(rows) != 0 {
+			t.Fatalf("the captured request made a tunnel: %+v", rows)
+		}
+		l.waitEvent(t, "server", engine.KindTunnelHandshakeDropped, time.Second, func(e engine.Event) bool {
+			return e.Fields["reason"] == tunnel.DropReplayed && e.Fields["client"] == "client"
+		})
+		// The real client, let through again, connects.
+		labtest.Exec(t, nat, "nft", "delete", "table", "ip", "fcreplay")
+		up := l.waitEvent(t, "server", engine.KindTunnelUp, 20*time.Second, nil)
+		if ep, _ := up.Fields["endpoint"].(string); !strings.HasPrefix(ep, "203.0.113.") || up.Fields["virtual"] != "198.19.0.2/24" {
+			t.Fatalf("after the replay: %v", up.Fields)
+		}
+		l.waitEvent(t, "client", engine.KindTunnelUp, 10*time.Second, nil)
+	})
+
 	t.Run("a restarted server gives the client its address back", func(t *testing.T) {
 		l.drain()
 		if err := l.site.Engine.RestartRole(context.Background(), "server", "tunnel_server"); err != nil {
@@ -598,4 +657,17 @@ func TestLabTunnel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// serverServing says whether the tunnel server finished starting after since.
+func serverServing(l *tunnelLab, since time.Time) bool {
+	snap := l.site.Engine.Snapshot()
+	for _, r := range snap.Node("server").Roles {
+		for _, st := range r.Steps {
+			if r.Kind == "tunnel_server" && st.Name == "serving" && st.Done && st.At.After(since) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -24,8 +24,52 @@ type tunHost struct {
 	*fake.NAT
 	// batch hands roles batch-capable TUNs and sockets (batch_test.go).
 	batch bool
-	mu    sync.Mutex
-	tuns  map[string]*fake.TUN
+	// tap, when set, sees (and can hold) every datagram the host's sockets send.
+	tap  *udpTap
+	mu   sync.Mutex
+	tuns map[string]*fake.TUN
+}
+
+// udpTap records what a host's sockets send, as a capture on its link
+// would, and can lose it all on the way (held).
+type udpTap struct {
+	mu   sync.Mutex
+	sent [][]byte
+	held bool
+}
+
+func (t *udpTap) hold(on bool) {
+	t.mu.Lock()
+	t.held = on
+	t.mu.Unlock()
+}
+
+// first returns the first datagram sent of a message type.
+func (t *udpTap) first(typ byte) []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range t.sent {
+		if len(b) > 0 && b[0] == typ {
+			return b
+		}
+	}
+	return nil
+}
+
+type tappedUDP struct {
+	engine.UDPConn
+	tap *udpTap
+}
+
+func (c tappedUDP) WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error) {
+	c.tap.mu.Lock()
+	c.tap.sent = append(c.tap.sent, append([]byte(nil), b...))
+	held := c.tap.held
+	c.tap.mu.Unlock()
+	if held {
+		return len(b), nil
+	}
+	return c.UDPConn.WriteToUDPAddrPort(b, to)
 }
 
 func newTunHost(name string, n *fake.Network, links ...string) *tunHost {
@@ -48,6 +92,9 @@ func (h *tunHost) CreateTUN(name string, mtu int) (engine.TUN, error) {
 
 func (h *tunHost) ListenUDP(laddr netip.AddrPort, opt engine.UDPOptions) (engine.UDPConn, error) {
 	c, err := h.NAT.ListenUDP(laddr, opt)
+	if err == nil && h.tap != nil {
+		return tappedUDP{c, h.tap}, nil
+	}
 	if err != nil || !h.batch {
 		return c, err
 	}
@@ -84,6 +131,8 @@ func ipv4(src, dst string, payload string) []byte {
 }
 
 type lab struct {
+	eng            *engine.Engine
+	net            *fake.Network
 	bus            *engine.Bus
 	sub            *engine.Subscription
 	server, client *tunHost
@@ -110,6 +159,7 @@ func writeKey(t *testing.T, dir, name string) (priv string, pub PublicKey) {
 type labOpts struct {
 	idle, rekey time.Duration
 	batch       bool // batch TUNs and sockets on both nodes
+	tap         *udpTap
 }
 
 func startLab(t *testing.T, idle time.Duration, rekey ...time.Duration) *lab {
@@ -128,8 +178,9 @@ func startLabOpts(t *testing.T, o labOpts) *lab {
 	sPriv, sPub := writeKey(t, dir, "server.key")
 	cPriv, cPub := writeKey(t, dir, "client.key")
 	n := fake.NewNetwork()
-	l := &lab{server: newTunHost("server", n, "eth0"), client: newTunHost("client", n, "eth0")}
+	l := &lab{net: n, server: newTunHost("server", n, "eth0"), client: newTunHost("client", n, "eth0")}
 	l.server.batch, l.client.batch = o.batch, o.batch
+	l.client.tap = o.tap
 	l.server.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("203.0.113.1/24")})
 	l.client.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("198.18.0.2/24")})
 	l.srv = NewServer(profiles.TunnelServer{
@@ -153,6 +204,7 @@ func startLabOpts(t *testing.T, o labOpts) *lab {
 	l.bus = engine.NewBus(1000)
 	l.sub = l.bus.Subscribe(1000, true)
 	e := engine.New(l.bus, nil)
+	l.eng = e
 	e.AddNode(engine.NodeSpec{Name: "server", Host: l.server, Roles: []engine.Role{l.srv}, Store: st})
 	e.AddNode(engine.NodeSpec{Name: "client", Host: l.client, Roles: []engine.Role{l.cli}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -433,4 +485,81 @@ func testRekeys(t *testing.T, batch bool) {
 			t.Fatalf("a rekey looked like a new tunnel: %s %v", e.Kind, e.Fields)
 		}
 	}
+}
+
+// TestServerRefusesRequestReplayedAfterRestart: a client's establishment
+// request, captured as it left, replayed to the server after a restart
+// (the server's memory is gone, its store is not) is refused: no response,
+// counted as replayed, no tunnel; and the real client still connects.
+func TestServerRefusesRequestReplayedAfterRestart(t *testing.T) {
+	checkLeaks(t)
+	tap := &udpTap{}
+	l := startLabOpts(t, labOpts{idle: 30 * time.Second, tap: tap})
+	l.waitEvent(t, "server", engine.KindTunnelUp, 5*time.Second)
+	l.waitEvent(t, "client", engine.KindTunnelUp, 5*time.Second)
+	req := tap.first(TypeRequest)
+	if len(req) != RequestLen {
+		t.Fatalf("captured no establishment request (%d bytes)", len(req))
+	}
+	// An attacker on the public side, with a socket of its own.
+	attacker := newTunHost("attacker", l.net, "eth0")
+	attacker.AddAddress("eth0", engine.Address{Prefix: netip.MustParsePrefix("192.0.2.66/24")})
+	c, err := attacker.ListenUDP(netip.MustParseAddrPort("192.0.2.66:6666"), engine.UDPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// The client's datagrams are lost while the server restarts, so the
+	// replay is the first request the new server sees.
+	tap.hold(true)
+	restarted := time.Now()
+	if err := l.eng.RestartRole(context.Background(), "server", "tunnel_server"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return serving(l.eng, restarted) })
+	for len(l.sub.C) > 0 {
+		l.backlog = append(l.backlog, <-l.sub.C)
+	}
+	l.backlog = nil
+	before := l.srv.Drops()[DropReplayed]
+	if _, err := c.WriteToUDPAddrPort(req, netip.MustParseAddrPort("203.0.113.1:51820")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 1500)
+	if n, _, err := c.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatalf("the restarted server answered a replayed request with a %d-byte type %d message", n, buf[0])
+	}
+	if got := l.srv.Drops()[DropReplayed] - before; got != 1 {
+		t.Fatalf("replayed request counted %d times as replayed, want 1 (drops %v)", got, l.srv.Drops())
+	}
+	if rows := l.srv.Tunnels(); len(rows) != 0 {
+		t.Fatalf("a replayed request made a tunnel: %+v", rows)
+	}
+	dropped := l.waitEvent(t, "server", engine.KindTunnelHandshakeDropped, time.Second)
+	if dropped.Fields["reason"] != DropReplayed || dropped.Fields["client"] != "client" || dropped.Fields["source"] != "192.0.2.66:6666" {
+		t.Fatalf("%s %v", dropped.Kind, dropped.Fields)
+	}
+
+	// The real client's next request is newer than anything stored.
+	tap.hold(false)
+	up := l.waitEvent(t, "server", engine.KindTunnelUp, 10*time.Second)
+	if ep, _ := up.Fields["endpoint"].(string); !strings.HasPrefix(ep, "198.18.0.2:") || up.Fields["virtual"] != "198.19.0.2/24" {
+		t.Fatalf("after the replay: %s %v, want the client at 198.18.0.2 with 198.19.0.2/24", up.Kind, up.Fields)
+	}
+}
+
+// serving says whether the server role finished starting after since.
+func serving(e *engine.Engine, since time.Time) bool {
+	snap := e.Snapshot()
+	n := snap.Node("server")
+	for _, r := range n.Roles {
+		for _, s := range r.Steps {
+			if r.Kind == "tunnel_server" && s.Name == "serving" && s.Done && s.At.After(since) {
+				return true
+			}
+		}
+	}
+	return false
 }

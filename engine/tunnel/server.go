@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
@@ -26,7 +27,17 @@ const (
 	DefaultHeartbeat     = 15 * time.Second // below the 30 s UDP timeout common NATs use
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultHandshakeRate = 100
-	poolBucket           = "tunnel.pool"
+	// DefaultSourceHandshakeRate is WireGuard's per-source limit (its
+	// ratelimiter.c: 20 initiations per second).
+	DefaultSourceHandshakeRate = 20
+)
+
+// Buckets of the server's store.
+const (
+	poolBucket = "tunnel.pool"
+	// handshakeBucket holds the newest accepted request timestamp per
+	// client key: the replay guard, which must outlive a restart.
+	handshakeBucket = "tunnel.handshake"
 )
 
 // Drop counters (docs/protocols/tunnel.md "Receiving rules").
@@ -40,8 +51,14 @@ const (
 	DropUnknownIndex = "unknown_index"
 	DropSpoofed      = "spoofed_source"
 	DropNoTunnel     = "no_tunnel"
+	DropRateLimited  = "rate_limited"
 	CookieSent       = "cookie_sent"
 )
+
+// maxDropEvents is how many tunnel.handshake.dropped events the server
+// emits per second; the drops left out are counted and reported with the
+// next one (the drop counters count every one).
+const maxDropEvents = 5
 
 // counters is a fixed set of named atomic counters.
 type counters struct {
@@ -70,6 +87,8 @@ func (c counters) countError(err error) {
 		c.inc(DropBadAuth)
 	case errors.Is(err, ErrReplayed):
 		c.inc(DropReplayed)
+	case errors.Is(err, ErrRateLimited):
+		c.inc(DropRateLimited)
 	default:
 		c.inc(DropMalformed)
 	}
@@ -88,6 +107,11 @@ type Server struct {
 	cfg profiles.TunnelServer
 
 	drops counters
+	// The rate of tunnel.handshake.dropped events; only the UDP loop
+	// touches them.
+	dropWindow     time.Time
+	dropEvents     int
+	dropSuppressed uint64
 
 	mu      sync.RWMutex
 	byIndex map[uint32]*tunnelEntry
@@ -135,7 +159,7 @@ func (t *tunnelEntry) peer() netip.AddrPort {
 // NewServer builds the role from its profile section.
 func NewServer(cfg profiles.TunnelServer) *Server {
 	return &Server{cfg: cfg, drops: newCounters(DropTruncated, DropMalformed, DropBadMAC, DropBadAuth, DropUnknownKey,
-		DropReplayed, DropUnknownIndex, DropSpoofed, DropNoTunnel, CookieSent)}
+		DropReplayed, DropUnknownIndex, DropSpoofed, DropNoTunnel, DropRateLimited, CookieSent)}
 }
 
 // Kind implements engine.Role.
@@ -176,6 +200,7 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 	s.mu.Unlock()
 	s.loadAllowed()
 	s.restorePool()
+	s.restoreTimestamps()
 	env.Progress.Done("key")
 
 	if err := s.setupTUN(env, pool); err != nil {
@@ -203,7 +228,7 @@ func (s *Server) Run(ctx context.Context, env *engine.Env) error {
 	if rate == 0 {
 		rate = DefaultHandshakeRate
 	}
-	resp := NewResponder(key, rate)
+	resp := NewResponder(key, rate).WithSourceRate(s.cfg.SourceHandshakeRate)
 	// A loop that fails ends the others: a server that cannot read its
 	// socket or TUN must say so, not sit there aging tunnels.
 	lctx, stop := context.WithCancel(ctx)
@@ -334,11 +359,49 @@ func (s *Server) restorePool() {
 	}
 }
 
-func (s *Server) persist(b *Binding) error {
+// restoreTimestamps reads the newest request timestamp of every client key
+// the previous runs accepted: without them, a request captured before the
+// restart would be accepted again.
+func (s *Server) restoreTimestamps() {
+	if s.env.Store == nil {
+		return
+	}
+	err := s.env.Store.ForEach(handshakeBucket, func(k string, v []byte) error {
+		// A damaged row loses the guard of one key, not of the others.
+		key, err := ParsePublicKey(k)
+		var ts uint64
+		if err == nil {
+			err = json.Unmarshal(v, &ts)
+		}
+		if err != nil {
+			s.env.Log.Warn("tunnel handshake timestamp not restored; requests of this key captured before the restart may be accepted", "bucket", handshakeBucket, "key", k, "err", err)
+			return nil
+		}
+		s.mu.Lock()
+		s.lastTS[key] = max(s.lastTS[key], ts)
+		s.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		s.env.Log.Warn("tunnel handshake timestamps not restored", "err", err)
+	}
+}
+
+// persistHandshake stores an accepted request's timestamp, and the binding
+// of a new tunnel (nil on a rekey), in one transaction: one commit, whose
+// fsync bbolt does before it returns, per accepted handshake.
+func (s *Server) persistHandshake(key PublicKey, ts uint64, b *Binding) error {
 	if s.env.Store == nil {
 		return nil
 	}
-	return s.env.Store.Put(poolBucket, b.Address.String(), b)
+	return s.env.Store.Batch(func(tx *store.Tx) error {
+		if b != nil {
+			if err := tx.Put(poolBucket, b.Address.String(), b); err != nil {
+				return err
+			}
+		}
+		return tx.Put(handshakeBucket, key.String(), ts)
+	})
 }
 
 func (s *Server) unpersist(a netip.Addr) {
@@ -401,6 +464,10 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 		s.conn.WriteToUDPAddrPort(cookie, from)
 		return
 	}
+	if errors.Is(err, ErrRateLimited) {
+		s.handshakeDropped(DropRateLimited, from, "", now)
+		return
+	}
 	if err != nil {
 		s.drops.countError(err)
 		return
@@ -410,15 +477,22 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 		s.drops.inc(DropUnknownKey)
 		return
 	}
+	ts := acc.Payload.Timestamp
 	s.mu.Lock()
-	if acc.Payload.Timestamp <= s.lastTS[acc.ClientKey] {
+	if ts <= s.lastTS[acc.ClientKey] {
 		s.mu.Unlock()
-		s.drops.inc(DropReplayed)
+		s.handshakeDropped(DropReplayed, from, name, now)
 		return
 	}
-	s.lastTS[acc.ClientKey] = acc.Payload.Timestamp
+	s.lastTS[acc.ClientKey] = ts
 	if old := s.byKey[acc.ClientKey]; old != nil {
 		s.mu.Unlock()
+		// The timestamp is stored before the response goes out, so that
+		// this request, captured, is refused after a restart too.
+		if err := s.persistHandshake(acc.ClientKey, ts, nil); err != nil {
+			s.env.Error(fmt.Errorf("tunnel server: client %s: store its handshake: %w", name, err))
+			return
+		}
 		s.rekey(old, acc, from, now)
 		return
 	}
@@ -431,9 +505,10 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 	index := s.newIndexLocked()
 	binding.Index = index
 	s.mu.Unlock()
-	// The address is promised by the response: store it first (DESIGN.md).
-	if err := s.persist(binding); err != nil {
-		s.env.Error(fmt.Errorf("tunnel server: persist %s: %w", binding.Address, err))
+	// The address is promised by the response: store it first (DESIGN.md),
+	// with the timestamp.
+	if err := s.persistHandshake(acc.ClientKey, ts, binding); err != nil {
+		s.env.Error(fmt.Errorf("tunnel server: client %s: persist %s: %w", name, binding.Address, err))
 		return
 	}
 	asg := s.assignment(binding.Address)
@@ -449,6 +524,32 @@ func (s *Server) handleRequest(b []byte, from netip.AddrPort, now time.Time, res
 	s.mu.Unlock()
 	s.conn.WriteToUDPAddrPort(msg, from)
 	s.env.Emit.Emit(engine.KindTunnelUp, engine.Fields{"index": index, "client": name, "endpoint": from.String(), "virtual": asg.Address.String()})
+}
+
+// handshakeDropped counts an establishment request refused after its mac1
+// verified (reason: a drop counter) and reports it in a
+// tunnel.handshake.dropped event, at most maxDropEvents a second: a flood
+// must not become a flood of events. client is the key's name once the
+// handshake authenticated it.
+func (s *Server) handshakeDropped(reason string, from netip.AddrPort, client string, now time.Time) {
+	s.drops.inc(reason)
+	if d := now.Sub(s.dropWindow); d >= time.Second || d < 0 {
+		s.dropWindow, s.dropEvents = now, 0
+	}
+	if s.dropEvents >= maxDropEvents {
+		s.dropSuppressed++
+		return
+	}
+	s.dropEvents++
+	f := engine.Fields{"reason": reason, "source": from.String()}
+	if client != "" {
+		f["client"] = client
+	}
+	if s.dropSuppressed > 0 {
+		f["suppressed"] = s.dropSuppressed
+		s.dropSuppressed = 0
+	}
+	s.env.Emit.Emit(engine.KindTunnelHandshakeDropped, f)
 }
 
 func (s *Server) assignment(a netip.Addr) Assignment {
