@@ -300,8 +300,8 @@ func (cfg AcquireConfig) client(mac net.HardwareAddr) ClientConfig {
 
 // Acquire runs DISCOVER/OFFER/REQUEST/ACK once and returns the lease. It
 // does not configure the host: the caller decides (ApplyLease does the
-// usual). It does not renew; a caller that keeps the address runs the
-// dhcp_client role or calls Acquire again.
+// usual). It does not renew; a caller that keeps the address runs Keep
+// with the lease (RHCP+DHCP does), or the dhcp_client role.
 func Acquire(ctx context.Context, env *engine.Env, cfg AcquireConfig) (*Lease, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second

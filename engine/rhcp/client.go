@@ -20,10 +20,10 @@ import (
 // FormalAcquirer obtains the formal address of RHCP+DHCP: unicast DHCP to
 // the server the probe named, client-id = ESN, the device acting as its own
 // relay from its temporary address (DESIGN.md "Notes from the field"). It
-// returns the leased address with its prefix length and does not configure
-// it.
+// returns the leased address with its prefix length, lifetime and how to
+// keep it, and does not configure it.
 type FormalAcquirer interface {
-	AcquireFormal(ctx context.Context, env *engine.Env, req FormalRequest) (netip.Prefix, error)
+	AcquireFormal(ctx context.Context, env *engine.Env, req FormalRequest) (FormalLease, error)
 }
 
 // FormalRequest is what a FormalAcquirer needs.
@@ -106,6 +106,11 @@ type clientRun struct {
 	formal netip.Prefix // the DHCP formal address, if any
 	conn   engine.UDPConn
 	acks   chan *Message
+
+	// lost reports the end of the formal lease kept in the background
+	// (keepFormal); stopKeep stops that and waits for it.
+	lost     chan error
+	stopKeep func()
 }
 
 // clientSteps are the steps of an RHCP client run; formalSteps follow them
@@ -122,8 +127,9 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	r := &clientRun{Client: c, env: env, key: key, check: ProbeCheck{ClientID: c.cfg.ClientID}}
+	r := &clientRun{Client: c, env: env, key: key, check: ProbeCheck{ClientID: c.cfg.ClientID}, lost: make(chan error, 1)}
 	defer r.closeConn()
+	defer r.stopKeeping()
 	r.loadSeen()
 	if l := c.cfg.Link; l != nil {
 		// The IPCP step (RFC 1332) on a veth stand-in: the link address the
@@ -151,6 +157,8 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-r.lost:
+			r.formalLost(err)
 		case d, ok := <-probes:
 			if !ok {
 				if ctx.Err() != nil {
@@ -482,15 +490,24 @@ func (r *clientRun) formalDHCP(ctx context.Context, probe *Message) error {
 	for _, s := range clientSteps {
 		r.env.Progress.Done(s)
 	}
-	formal, err := r.acquirer.AcquireFormal(ctx, r.env, FormalRequest{Iface: r.cfg.Iface, ClientID: r.cfg.ClientID,
+	lease, err := r.acquirer.AcquireFormal(ctx, r.env, FormalRequest{Iface: r.cfg.Iface, ClientID: r.cfg.ClientID,
 		Server: probe.DHCPServer, Relay: r.addr.Addr()})
 	if err != nil {
 		return fmt.Errorf("rhcp_client: unicast DHCP to %s: %w", probe.DHCPServer, err)
 	}
-	if err := r.env.AddAddress(r.cfg.Iface, engine.Address{Prefix: formal}, "dhcp"); err != nil {
-		return fmt.Errorf("rhcp_client: add formal %s: %w", formal, err)
+	// The kernel's lifetimes are the lease's: an address whose lease is not
+	// renewed goes away instead of being used after the server gave it to
+	// another device.
+	a := engine.Address{Prefix: lease.Address, Valid: lease.Lifetime, Preferred: lease.Lifetime}
+	if err := r.env.AddAddress(r.cfg.Iface, a, "dhcp"); err != nil {
+		return fmt.Errorf("rhcp_client: add formal %s: %w", lease.Address, err)
 	}
+	formal := lease.Address
 	r.formal = formal
+	if lease.Server.IsValid() {
+		r.env.Emit.Emit(engine.KindDHCPBound, engine.Fields{"iface": r.cfg.Iface, "address": formal.String(),
+			"server": lease.Server.String(), "lease_time": lease.Lifetime.Round(time.Second).String()})
+	}
 	r.env.Progress.Done("dhcp formal address")
 	r.closeConn()
 	temp := r.addr
@@ -498,10 +515,49 @@ func (r *clientRun) formalDHCP(ctx context.Context, probe *Message) error {
 		return fmt.Errorf("rhcp_client: remove temporary %s: %w", temp, err)
 	}
 	r.env.Progress.Done("temporary released")
+	// Renewals start now, not after the release: a lossy release takes
+	// seconds, a short lease's T1 may come first.
+	r.keepFormal(ctx, lease)
 	if err := r.openConn(formal.Addr()); err != nil {
 		return err
 	}
 	return r.release(ctx, probe.Server, temp, formal)
+}
+
+// keepFormal keeps the formal lease in the background for its whole life
+// (RFC 2131 §4.4.5 renewing and rebinding); its end arrives on r.lost.
+func (r *clientRun) keepFormal(ctx context.Context, lease FormalLease) {
+	if lease.Keep == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	r.stopKeep = func() { cancel(); <-done }
+	go func() {
+		defer close(done)
+		if err := lease.Keep(ctx, r.env); err != nil && ctx.Err() == nil {
+			r.lost <- err
+		}
+	}()
+}
+
+func (r *clientRun) stopKeeping() {
+	if r.stopKeep != nil {
+		r.stopKeep()
+		r.stopKeep = nil
+	}
+}
+
+// formalLost handles the end of the formal lease (a NAK, or expiry without
+// a renewal): the address is gone already. The device is back where it was
+// before the first probe: its temporary address was released, so it waits
+// for the RHCP server to probe it again (docs/protocols/rhcp.md).
+func (r *clientRun) formalLost(err error) {
+	r.stopKeeping()
+	r.closeConn()
+	r.env.Error(fmt.Errorf("rhcp_client: formal address %s lost (%w); %s has no maintenance address until the RHCP server probes it again (re-probe %s there)",
+		r.formal, err, r.cfg.Iface, r.cfg.ClientID))
+	r.formal, r.addr = netip.Prefix{}, netip.Prefix{}
 }
 
 // releases are the sequences of the releases one run sent.

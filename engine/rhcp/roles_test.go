@@ -301,9 +301,9 @@ type fakeAcquirer struct {
 	got    chan FormalRequest
 }
 
-func (f *fakeAcquirer) AcquireFormal(ctx context.Context, env *engine.Env, req FormalRequest) (netip.Prefix, error) {
+func (f *fakeAcquirer) AcquireFormal(ctx context.Context, env *engine.Env, req FormalRequest) (FormalLease, error) {
 	f.got <- req
-	return f.formal, nil
+	return FormalLease{Address: f.formal}, nil
 }
 
 func TestRHCPPlusDHCPFake(t *testing.T) {
