@@ -272,11 +272,15 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 	case r.formal.IsValid():
 		// RHCP+DHCP finished: the temporary address is gone; a late probe
 		// for it (the server had not stored the release yet) changes nothing.
+		// Its sequence is stored all the same: every accepted probe raises
+		// the replay floor, so a capture of it stays a replay after a restart.
+		r.storeSeen()
 		return nil
 	case r.addr == m.Address:
 		// The server did not get our stop: send it again. A DHCP exchange
 		// that failed before is tried again too.
 		r.stopOrReport(m)
+		r.storeSeen()
 		if r.needDHCP(m) {
 			return r.formalDHCP(ctx, m)
 		}
