@@ -27,6 +27,7 @@ const (
 	KindForceRenewSent     = "dhcp.forcerenew.sent"
 	KindForceRenewReceived = "dhcp.forcerenew.received"
 	KindForceRenewRejected = "dhcp.forcerenew.rejected"
+	KindRelayReplyDropped  = "dhcp.relay.reply.dropped"
 	KindNeighborPinned     = "neighbor.pinned"
 	KindConflictDetected   = "conflict.detected"
 	KindCascadeUp          = "cascade.downstream.up"

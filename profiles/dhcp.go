@@ -102,7 +102,13 @@ type DHCPRelay struct {
 	// Upstream is the interface toward the servers.
 	Upstream string `toml:"upstream"`
 	// Servers are the DHCP servers (or the next relay) to forward to.
+	// BOOTREPLYs are relayed only from them (and ReplyFrom), arriving on
+	// Upstream.
 	Servers []Addr `toml:"servers"`
+	// ReplyFrom are further addresses BOOTREPLYs may come from: the DHCP
+	// servers behind a chain of relays, which answer the first relay's
+	// giaddr directly (RFC 1542 §4.1.2), not through the next relay.
+	ReplyFrom []Addr `toml:"reply_from"`
 	// RemoteID is the option 82 remote-id: the relaying device's ESN.
 	RemoteID string `toml:"remote_id"`
 	// MaxHops drops requests that went through more relays (default 16).

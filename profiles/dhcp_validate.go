@@ -130,6 +130,9 @@ func (v *validator) dhcpRelay(path string, r *DHCPRelay) {
 	for i := range r.Servers {
 		v.v4(fmt.Sprintf("%s.servers[%d]", path, i), &r.Servers[i])
 	}
+	for i := range r.ReplyFrom {
+		v.v4(fmt.Sprintf("%s.reply_from[%d]", path, i), &r.ReplyFrom[i])
+	}
 	if r.MaxHops < 0 || r.MaxHops > 16 {
 		v.errorf(path+".max_hops", "max_hops %d is out of range; want 1–16 (default 16)", r.MaxHops)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/fieldcon/fieldcon/engine/rhcp/assignment"
 )
 
 // rhcp validates the RHCP sections of a node (docs/profiles.md, RHCP roles).
@@ -70,9 +72,6 @@ func (v *validator) rhcpServer(path string, s *RHCPServer) {
 			v.errorf(p+".dst", "destination is missing; want CIDR notation, e.g. \"198.51.100.0/24\"")
 			continue
 		}
-		if r.Dst.Masked() != r.Dst.Prefix {
-			v.errorf(p+".dst", "destination %s has host bits set; did you mean %s?", r.Dst, r.Dst.Masked())
-		}
 		if r.Via == nil && s.Gateway == nil {
 			v.errorf(p, "route to %s needs via, or a gateway in the section", r.Dst)
 		}
@@ -104,6 +103,75 @@ func (v *validator) rhcpServer(path string, s *RHCPServer) {
 	if len(s.Clients) == 0 {
 		v.errorf(path+".clients", "the allocation table is empty; add [[node.rhcp_server.clients]] with an id")
 	}
+	v.rhcpAssignments(path, s)
+}
+
+// rhcpAssignments refuses in the allocation table what a device refuses in
+// a probe: the rules of engine/rhcp/assignment, applied to what the server
+// would send each client, reported at the value that breaks them. Section
+// values that every client gets are reported once.
+func (v *validator) rhcpAssignments(path string, s *RHCPServer) {
+	if s.Pool != nil && s.Pool.IsValid() {
+		if err := assignment.Destination(s.Pool.Prefix); err != nil {
+			v.errorf(path+".pool", "%v", err)
+		}
+	}
+	reported := map[string]bool{}
+	report := func(at string, err error) {
+		if key := at + "|" + err.Error(); !reported[key] {
+			reported[key] = true
+			v.errorf(at, "%v", err)
+		}
+	}
+	for i, c := range s.Clients {
+		cp := fmt.Sprintf("%s.clients[%d]", path, i)
+		a := assignment.Assignment{Server: s.Address.Addr}
+		at := map[string]string{assignment.FieldAddress: cp + ".address", assignment.FieldServer: path + ".address",
+			assignment.FieldGateway: path + ".gateway", assignment.FieldDHCPServer: path + ".dhcp_server"}
+		if c.Address != nil {
+			a.Address = c.Address.Prefix
+		}
+		if gw := firstAddr(c.Gateway, s.Gateway); gw != nil {
+			a.Gateway = gw.Addr
+			if c.Gateway != nil {
+				at[assignment.FieldGateway] = cp + ".gateway"
+			}
+		}
+		if d := firstAddr(c.DHCPServer, s.DHCPServer); d != nil {
+			a.DHCPServer = d.Addr
+			if c.DHCPServer != nil {
+				at[assignment.FieldDHCPServer] = cp + ".dhcp_server"
+			}
+		}
+		for _, r := range s.Routes {
+			if !r.Dst.IsValid() {
+				continue // reported above
+			}
+			rt := assignment.Route{Dst: r.Dst.Prefix}
+			if r.Via != nil {
+				rt.Via = r.Via.Addr
+			}
+			a.Routes = append(a.Routes, rt)
+		}
+		for _, p := range a.Check() {
+			where := at[p.Field]
+			switch p.Field {
+			case assignment.FieldRouteDst:
+				where = fmt.Sprintf("%s.routes[%d].dst", path, p.Route)
+			case assignment.FieldRouteVia:
+				where = fmt.Sprintf("%s.routes[%d].via", path, p.Route)
+			}
+			report(where, p.Err)
+		}
+	}
+}
+
+// firstAddr is the client's value when set, else the section's.
+func firstAddr(client, section *Addr) *Addr {
+	if client != nil {
+		return client
+	}
+	return section
 }
 
 func (v *validator) accessRouter(path string, r *AccessRouter) {

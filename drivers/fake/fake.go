@@ -48,6 +48,7 @@ type Host struct {
 	sent       map[string][][]byte
 	watchers   []chan engine.Link
 	nextIndex  int
+	fault      func(cmd string) error
 }
 
 var _ engine.Host = (*Host)(nil)
@@ -73,6 +74,28 @@ func NewHost(name string, n *Network, links ...string) *Host {
 		n.mu.Unlock()
 	}
 	return h
+}
+
+// SetFault makes the host consult f before each address, route or sysctl
+// change, with the command it would record ("ip route add 198.51.100.0/24
+// via 192.0.2.1 dev eth0 onlink"); an error from f fails the change, which
+// is then neither made nor recorded. Tests use it to fail a later step of a
+// role's work. nil removes the fault.
+func (h *Host) SetFault(f func(cmd string) error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fault = f
+}
+
+// failed returns the injected fault for cmd, if any (h.mu held).
+func (h *Host) failed(cmd string) error {
+	if h.fault == nil {
+		return nil
+	}
+	if err := h.fault(cmd); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
 }
 
 func (h *Host) record(format string, args ...any) {
@@ -197,6 +220,9 @@ func (h *Host) AddAddress(iface string, a engine.Address) error {
 	if _, ok := h.links[iface]; !ok {
 		return fmt.Errorf("ip addr add %s: link %s: %w", a.Prefix, iface, engine.ErrNotExist)
 	}
+	if err := h.failed("ip addr add " + addrString(iface, a)); err != nil {
+		return err
+	}
 	list := h.addrs[iface]
 	for i, o := range list {
 		if o.Prefix.Addr() == a.Prefix.Addr() {
@@ -214,6 +240,9 @@ func (h *Host) AddAddress(iface string, a engine.Address) error {
 func (h *Host) DelAddress(iface string, a engine.Address) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.failed(fmt.Sprintf("ip addr del %s dev %s", a.Prefix, iface)); err != nil {
+		return err
+	}
 	list := h.addrs[iface]
 	for i, o := range list {
 		if o.Prefix == a.Prefix {
@@ -259,6 +288,9 @@ func (h *Host) AddRoute(r engine.Route) error {
 			return fmt.Errorf("ip route add %s: link %s: %w", r.Dst, r.Dev, engine.ErrNotExist)
 		}
 	}
+	if err := h.failed(fmt.Sprintf("ip route add %s", r)); err != nil {
+		return err
+	}
 	for i, o := range h.routes {
 		if o.Dst == r.Dst && o.Metric == r.Metric {
 			h.routes[i] = r
@@ -275,6 +307,9 @@ func (h *Host) AddRoute(r engine.Route) error {
 func (h *Host) DelRoute(r engine.Route) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.failed(fmt.Sprintf("ip route del %s", r)); err != nil {
+		return err
+	}
 	for i, o := range h.routes {
 		if o.Dst == r.Dst && o.Metric == r.Metric {
 			h.routes = append(h.routes[:i], h.routes[i+1:]...)
@@ -348,6 +383,9 @@ func (h *Host) Sysctl(key string) (string, error) {
 func (h *Host) SetSysctl(key, value string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := h.failed(fmt.Sprintf("sysctl -w %s=%s", strings.ReplaceAll(key, "/", "."), value)); err != nil {
+		return err
+	}
 	h.sysctl[key] = value
 	h.record("sysctl -w %s=%s", strings.ReplaceAll(key, "/", "."), value)
 	return nil

@@ -151,9 +151,9 @@ func FuzzServerHandle(f *testing.F) {
 		if rep.Msg != nil {
 			rep.Msg.ToBytes()
 		}
-		relay := NewRelay(RelayConfig{Downstream: map[string]netip.Addr{"eth1": srvAddr}, Servers: []netip.Addr{srvAddr}, RemoteID: "R"})
+		relay := NewRelay(RelayConfig{Downstream: map[string]netip.Addr{"eth1": srvAddr}, Upstream: "eth0", Servers: []netip.Addr{srvAddr}, RemoteID: "R"})
 		relay.Request(m, "eth1")
 		m2, _ := dhcpv4.FromBytes(b)
-		relay.Reply(m2)
+		relay.Reply(m2, srvAddr, "eth0")
 	})
 }

@@ -360,9 +360,9 @@ func TestServerReleaseAndSweep(t *testing.T) {
 }
 
 func TestRelayOption82AndChain(t *testing.T) {
-	first := NewRelay(RelayConfig{Downstream: map[string]netip.Addr{"eth1": netip.MustParseAddr("192.0.2.1")},
+	first := NewRelay(RelayConfig{Downstream: map[string]netip.Addr{"eth1": netip.MustParseAddr("192.0.2.1")}, Upstream: "eth0",
 		Servers: []netip.Addr{netip.MustParseAddr("198.51.100.2")}, RemoteID: "ESN-R1"})
-	second := NewRelay(RelayConfig{Downstream: map[string]netip.Addr{"eth1": netip.MustParseAddr("198.51.100.2")},
+	second := NewRelay(RelayConfig{Downstream: map[string]netip.Addr{"eth1": netip.MustParseAddr("198.51.100.2")}, Upstream: "eth0",
 		Servers: []netip.Addr{netip.MustParseAddr("203.0.113.1")}, RemoteID: "ESN-R2"})
 	d, _ := dhcpv4.NewDiscovery(cliMAC)
 	f1 := first.Request(d, "eth1")
@@ -386,10 +386,10 @@ func TestRelayOption82AndChain(t *testing.T) {
 	if rep.To != netip.MustParseAddrPort("192.0.2.1:67") || rep.Msg.RelayAgentInfo() == nil {
 		t.Fatalf("server reply to %s (option 82 echoed: %v)", rep.To, rep.Msg.RelayAgentInfo() != nil)
 	}
-	if second.Reply(rep.Msg) != nil {
-		t.Errorf("a relay must not forward replies whose giaddr is not its own")
+	if fwd, drop := second.Reply(rep.Msg, netip.MustParseAddr("203.0.113.1"), "eth0"); fwd != nil || drop != RelayDropNotOurs {
+		t.Errorf("a relay must not forward replies whose giaddr is not its own (dropped as %q)", drop)
 	}
-	back := first.Reply(rep.Msg)
+	back, _ := first.Reply(rep.Msg, netip.MustParseAddr("198.51.100.2"), "eth0")
 	if len(back) != 1 || back[0].Iface != "eth1" || back[0].To.Addr() != bcast4 || back[0].Msg.Options.Has(dhcpv4.OptionRelayAgentInformation) {
 		t.Fatalf("reply: %+v", back)
 	}

@@ -79,6 +79,8 @@ routes = [{ dst = "0.0.0.0/0", via = "198.18.0.1" }]
 downstream = ["eth1"]
 upstream = "eth0"
 servers = ["198.18.0.1"]
+# The server answers r1's giaddr itself, routed through r2 (RFC 1542 §4.1.2).
+reply_from = ["198.51.100.1"]
 remote_id = "ESN-R1"
 
 [[node]]

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/dhcp"
+	"github.com/fieldcon/fieldcon/engine/rhcp/assignment"
 	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
 )
@@ -102,8 +103,9 @@ type clientRun struct {
 	rejectCount  int
 	suppressed   int
 
-	addr   netip.Prefix // the RHCP address configured, if any
-	formal netip.Prefix // the DHCP formal address, if any
+	addr   netip.Prefix   // the RHCP address configured, if any
+	routes []engine.Route // the routes configured with it
+	formal netip.Prefix   // the DHCP formal address, if any
 	conn   engine.UDPConn
 	acks   chan *Message
 
@@ -239,7 +241,7 @@ func readProbes(ctx context.Context, env *engine.Env, iface string, pc engine.Pa
 // per second; the rest are counted and reported with the next one.
 const maxRejectEvents = 20
 
-func (r *clientRun) reject(d Datagram, reason string, m *Message) {
+func (r *clientRun) reject(d Datagram, reason string, m *Message, problem ...string) {
 	now := r.now()
 	if now.Sub(r.rejectWindow) >= time.Second {
 		r.rejectWindow, r.rejectCount = now, 0
@@ -257,6 +259,9 @@ func (r *clientRun) reject(d Datagram, reason string, m *Message) {
 	if m != nil {
 		f["client_id"], f["seq"] = m.ClientID, m.Sequence
 	}
+	if len(problem) > 0 {
+		f["problem"] = problem[0]
+	}
 	r.env.Emit.Emit(engine.KindRHCPProbeRejected, f)
 }
 
@@ -273,6 +278,14 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 		r.reject(d, reason, m)
 		return nil
 	}
+	// Authentic is not harmless: a probe signed with the site key is
+	// checked value by value before anything touches the host. Its sequence
+	// still raises the replay floor.
+	if err := r.validate(m); err != nil {
+		r.reject(d, ReasonRefusedValue, m, err.Error())
+		r.storeSeen()
+		return nil
+	}
 	r.env.Emit.Emit(engine.KindRHCPProbeReceived, engine.Fields{"client_id": m.ClientID, "address": m.Address.String(),
 		"server": m.Server.String(), "seq": m.Sequence, "dst": d.Dst.Addr().String()})
 	r.env.Progress.Done("probe received")
@@ -280,24 +293,44 @@ func (r *clientRun) onProbe(ctx context.Context, d Datagram) error {
 	case r.formal.IsValid():
 		// RHCP+DHCP finished: the temporary address is gone; a late probe
 		// for it (the server had not stored the release yet) changes nothing.
+		// Its sequence is stored all the same: every accepted probe raises
+		// the replay floor, so a capture of it stays a replay after a restart.
+		r.storeSeen()
 		return nil
 	case r.addr == m.Address:
 		// The server did not get our stop: send it again. A DHCP exchange
 		// that failed before is tried again too.
 		r.stopOrReport(m)
+		r.storeSeen()
 		if r.needDHCP(m) {
 			return r.formalDHCP(ctx, m)
 		}
 		return nil
 	case r.addr.IsValid():
-		// Re-addressed by the server: drop the old address first.
-		if err := r.env.DelAddress(r.cfg.Iface, engine.Address{Prefix: r.addr}, "rhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
-			return fmt.Errorf("rhcp_client: remove %s: %w", r.addr, err)
+		// Re-addressed by the server: the old address and the routes that
+		// came with it go first. Should the new probe not apply, the old
+		// values are put back, so the device stays reachable as it was.
+		prev, prevRoutes := r.addr, r.routes
+		if err := r.unconfigure(); err != nil {
+			return err
 		}
 		r.closeConn()
-		r.addr = netip.Prefix{}
+		if err := r.configure(m); err != nil {
+			if rerr := r.apply(prev, prevRoutes); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("rhcp_client: restore %s: %w", prev, rerr))
+			}
+			r.storeSeen()
+			return err
+		}
+		r.stopOrReport(m)
+		r.storeSeen()
+		if r.needDHCP(m) {
+			return r.formalDHCP(ctx, m)
+		}
+		return nil
 	}
 	if err := r.configure(m); err != nil {
+		r.storeSeen()
 		return err
 	}
 	r.stopOrReport(m)
@@ -357,32 +390,145 @@ func (r *clientRun) needDHCP(m *Message) bool {
 	return m.DHCPServer.IsValid() && r.dhcpEnabled() && !r.formal.IsValid()
 }
 
-// configure applies the probe: address, then routes (spec claim 2).
+// validate applies the rules of package assignment to the probe's values,
+// and checks that every next hop is on the link as the host has it now
+// (reads only: nothing is changed on the host).
+func (r *clientRun) validate(m *Message) error {
+	a := assignment.Assignment{Address: m.Address, Gateway: m.Gateway, Server: m.Server, DHCPServer: m.DHCPServer}
+	for _, rt := range m.Routes {
+		a.Routes = append(a.Routes, assignment.Route{Dst: rt.Dst, Via: rt.Via})
+	}
+	var errs []error
+	for _, p := range a.Check() {
+		errs = append(errs, p)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	link, err := r.linkPrefixes()
+	if err != nil {
+		return err
+	}
+	hops := []netip.Addr{m.Gateway}
+	for _, rt := range m.Routes {
+		hops = append(hops, rt.Via)
+	}
+	for _, h := range hops {
+		if h.IsValid() && !(h.Is6() && h.IsLinkLocalUnicast()) {
+			if err := assignment.OnLink(h, m.Address, link); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// linkPrefixes are what the device reaches directly on its interface
+// before the probe: its addresses' subnets and peers (the IPCP link) and
+// device routes out of it.
+func (r *clientRun) linkPrefixes() ([]netip.Prefix, error) {
+	addrs, err := r.env.Host.Addresses(r.cfg.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("rhcp_client: addresses of %s: %w", r.cfg.Iface, err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if a.Prefix == r.addr {
+			continue // the previous probe's address goes on re-address
+		}
+		out = append(out, a.Prefix.Masked())
+		if a.Peer.IsValid() {
+			out = append(out, a.Peer.Masked())
+		}
+	}
+	routes, err := r.env.Host.Routes()
+	if err != nil {
+		return nil, fmt.Errorf("rhcp_client: routes: %w", err)
+	}
+	for _, rt := range routes {
+		if rt.Dev == r.cfg.Iface && !rt.Gateway.IsValid() && rt.Dst.Bits() > 0 && !slices.Contains(r.routes, rt) {
+			out = append(out, rt.Dst)
+		}
+	}
+	return out, nil
+}
+
+// configure applies the probe: address, then routes (spec claim 2), all
+// or nothing.
 func (r *clientRun) configure(m *Message) error {
 	iface := r.cfg.Iface
 	temporary := m.DHCPServer.IsValid() && r.dhcpEnabled()
-	if temporary {
+	promote := "net/ipv4/conf/" + iface + "/promote_secondaries"
+	old, _ := r.env.Host.Sysctl(promote)
+	if temporary && old != "1" {
 		// The formal address will be a secondary of the same subnet; without
 		// promote_secondaries, removing the temporary (primary) address
 		// would take it down too.
-		if err := r.env.Host.SetSysctl("net/ipv4/conf/"+iface+"/promote_secondaries", "1"); err != nil {
+		if err := r.env.Host.SetSysctl(promote, "1"); err != nil {
 			return fmt.Errorf("rhcp_client: promote_secondaries on %s: %w", iface, err)
 		}
 	}
+	// Marked before the address is added: arbitration reads it when
+	// address.added arrives.
 	r.mu.Lock()
 	r.temporary[m.Address.String()] = temporary
 	r.mu.Unlock()
-	if err := r.env.AddAddress(iface, engine.Address{Prefix: m.Address}, "rhcp"); err != nil {
-		return fmt.Errorf("rhcp_client: add %s on %s: %w", m.Address, iface, err)
+	if err := r.apply(m.Address, probeRoutes(m, iface)); err != nil {
+		r.mu.Lock()
+		delete(r.temporary, m.Address.String())
+		r.mu.Unlock()
+		if temporary && old != "1" && old != "" {
+			if rerr := r.env.Host.SetSysctl(promote, old); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("rhcp_client: restore promote_secondaries: %w", rerr))
+			}
+		}
+		return err
 	}
-	r.addr = m.Address
 	r.env.Progress.Done("address configured")
-	for _, rt := range probeRoutes(m, iface) {
+	r.env.Progress.Done("routes configured")
+	return nil
+}
+
+// apply adds addr and routes on the interface. When a step fails, the
+// steps already done are undone, newest first, so the device is never left
+// half-configured; on success r.addr and r.routes are what was applied.
+func (r *clientRun) apply(addr netip.Prefix, routes []engine.Route) error {
+	iface := r.cfg.Iface
+	var undo []func() error
+	fail := func(err error) error {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil && !errors.Is(uerr, engine.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("rhcp_client: undo: %w", uerr))
+			}
+		}
+		return err
+	}
+	if err := r.env.AddAddress(iface, engine.Address{Prefix: addr}, "rhcp"); err != nil {
+		return fmt.Errorf("rhcp_client: add %s on %s: %w", addr, iface, err)
+	}
+	undo = append(undo, func() error { return r.env.DelAddress(iface, engine.Address{Prefix: addr}, "rhcp") })
+	for _, rt := range routes {
 		if err := r.env.AddRoute(rt, "rhcp"); err != nil {
-			return fmt.Errorf("rhcp_client: route %s: %w", rt.Dst, err)
+			return fail(fmt.Errorf("rhcp_client: route %s: %w", rt.Dst, err))
+		}
+		undo = append(undo, func() error { return r.env.DelRoute(rt, "rhcp") })
+	}
+	r.addr, r.routes = addr, routes
+	return nil
+}
+
+// unconfigure removes the previous probe's routes, then its address.
+func (r *clientRun) unconfigure() error {
+	for i := len(r.routes) - 1; i >= 0; i-- {
+		if err := r.env.DelRoute(r.routes[i], "rhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
+			return fmt.Errorf("rhcp_client: remove route %s: %w", r.routes[i].Dst, err)
 		}
 	}
-	r.env.Progress.Done("routes configured")
+	r.routes = nil
+	if err := r.env.DelAddress(r.cfg.Iface, engine.Address{Prefix: r.addr}, "rhcp"); err != nil && !errors.Is(err, engine.ErrNotExist) {
+		return fmt.Errorf("rhcp_client: remove %s: %w", r.addr, err)
+	}
+	r.addr = netip.Prefix{}
 	return nil
 }
 

@@ -12,6 +12,10 @@ const (
 	ReasonExpired     = "expired"
 	ReasonReplay      = "replay"
 	ReasonNotProbe    = "not-a-probe"
+	// ReasonRefusedValue: authentic and fresh, but a value breaks the
+	// rules of package assignment (docs/protocols/rhcp.md "Values a device
+	// accepts"); nothing is configured.
+	ReasonRefusedValue = "refused-value"
 )
 
 // ProbeCheck is the device's acceptance rule for probes: its own ID, within
