@@ -255,7 +255,9 @@ func (r *ServerRole) serve(ctx context.Context, iface string, c engine.UDPConn) 
 			continue
 		}
 		r.mu.Lock()
-		reply := r.srv.Handle(req, r.links[iface], rx)
+		// The source address tells the holder's own unicast (RELEASE,
+		// RENEWING) from a forgery sent from elsewhere (Server.fromHolder).
+		reply := r.srv.HandleFrom(req, r.links[iface], from.Addr().Unmap(), rx)
 		r.mu.Unlock()
 		r.stats.received(req, reply)
 		switch {
