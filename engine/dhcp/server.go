@@ -90,6 +90,9 @@ type Reply struct {
 	Msg    *dhcpv4.DHCPv4
 	To     netip.AddrPort
 	Commit *ServerLease
+	// Forget are keys whose stored rows go in the same transaction as
+	// Commit: the server dropped them from memory.
+	Forget []string
 	// Silence says why Msg is nil, for the server's counters.
 	Silence string
 }
@@ -539,7 +542,9 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, now time.Time) Reply {
 	s.leases[dk] = d
 	s.byAddr[addr] = dk
 	c := *d
-	return Reply{Commit: &c}
+	// The client's own row goes too, or a restarted server would find it
+	// still bound to the address it declined.
+	return Reply{Commit: &c, Forget: []string{key}}
 }
 
 func (s *Server) release(req *dhcpv4.DHCPv4, now time.Time) Reply {

@@ -300,6 +300,11 @@ func (r *ServerRole) committer(ctx context.Context) {
 				if err := tx.Put(LeaseBucket, p.reply.Commit.Key, p.reply.Commit); err != nil {
 					return err
 				}
+				for _, k := range p.reply.Forget {
+					if err := tx.Delete(LeaseBucket, k); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		})
