@@ -46,6 +46,16 @@ type pendingReply struct {
 	rx    time.Time // when the request was read
 }
 
+// Lease returns the running server's lease of one client (by ClientKey).
+func (r *ServerRole) Lease(key string) (ServerLease, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv == nil {
+		return ServerLease{}, false
+	}
+	return r.srv.Lease(key)
+}
+
 // Stats returns the server's counters since the role started.
 func (r *ServerRole) Stats() ServerStats { return r.stats.snapshot() }
 
