@@ -172,6 +172,47 @@ func (s *Server) Sweep(now time.Time) []ServerLease {
 	return out
 }
 
+// Forget deletes the leases of departed clients: released, expired or
+// declined, and not seen for grace (their expiry, which a release or a
+// decline sets to when it happened, is older). Without it every client
+// that ever asked keeps a row, and clients that rotate their MACs grow the
+// store without bound. A reserved client's row stays: the reservation
+// names it. Forget returns the keys to delete from the store.
+func (s *Server) Forget(now time.Time, grace time.Duration) []string {
+	var out []string
+	for key, l := range s.leases {
+		switch l.State {
+		case LeaseReleased, LeaseExpired, LeaseDeclined:
+		default:
+			continue
+		}
+		if now.Sub(l.Expiry) < grace || s.reserved(l) {
+			continue
+		}
+		delete(s.leases, key)
+		if s.byAddr[l.Address] == key {
+			delete(s.byAddr, l.Address)
+		}
+		out = append(out, key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reserved reports whether a lease is the row of a client with a
+// reservation (a declined address's row is nobody's).
+func (s *Server) reserved(l *ServerLease) bool {
+	if l.State == LeaseDeclined {
+		return false
+	}
+	id, _ := hex.DecodeString(l.ClientID)
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		mac = nil
+	}
+	return s.reservation(id, mac) != nil
+}
+
 // free reports whether addr may be given to key (whose reservation is res,
 // or nil) at now: not reserved for another client, not held by one.
 func (s *Server) free(addr netip.Addr, key string, res *Reservation, now time.Time) bool {

@@ -351,8 +351,9 @@ func (r *ServerRole) send(c engine.UDPConn, reply Reply, rx time.Time) {
 func (r *ServerRole) sweep(now time.Time) {
 	r.mu.Lock()
 	expired := r.srv.Sweep(now)
+	forgotten := r.srv.Forget(now, r.cfg.ForgetAfter.Or(24*time.Hour))
 	r.mu.Unlock()
-	if len(expired) == 0 {
+	if len(expired) == 0 && len(forgotten) == 0 {
 		return
 	}
 	err := r.env.Store.Batch(func(tx *store.Tx) error {
@@ -361,10 +362,15 @@ func (r *ServerRole) sweep(now time.Time) {
 				return err
 			}
 		}
+		for _, k := range forgotten {
+			if err := tx.Delete(LeaseBucket, k); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		r.env.Error(fmt.Errorf("dhcp server: store expired leases: %w", err))
+		r.env.Error(fmt.Errorf("dhcp server: store expired leases and delete %d departed clients' rows: %w", len(forgotten), err))
 	}
 }
 

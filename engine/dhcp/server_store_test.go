@@ -177,3 +177,44 @@ func TestDeclineKeepsStoreAndMemoryAlike(t *testing.T) {
 		t.Errorf("after restart the declined %s was %s to the client that declined it", addr, r.MessageType())
 	}
 }
+
+// TestDepartedClientsForgotten: clients with rotating MACs that come, take
+// an address and go do not grow the store without bound: the rows of
+// released and expired leases are deleted once the grace period has passed
+// without the client being seen. A reserved client's row stays.
+func TestDepartedClientsForgotten(t *testing.T) {
+	reserved := net.HardwareAddr{0x02, 0, 0, 0, 0x0e, 0x01}
+	f := newFakeServer(t, func(c *profiles.DHCPServer) {
+		c.SweepInterval = profiles.Duration{Duration: 50 * time.Millisecond}
+		c.ForgetAfter = profiles.Duration{Duration: 500 * time.Millisecond}
+		c.Reservations = []profiles.DHCPReservation{{MAC: reserved.String(), Address: profiles.Addr{Addr: netip.MustParseAddr("192.0.2.60")}}}
+	})
+	release := func(mac net.HardwareAddr, addr net.IP) {
+		m, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
+			dhcpv4.WithClientIP(addr), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP{192, 0, 2, 1})))
+		f.send(m)
+	}
+	ack := f.bind(reserved)
+	release(reserved, ack.YourIPAddr)
+	const clients = 300
+	for i := 0; i < clients; i++ {
+		mac := net.HardwareAddr{0x02, 0x10, 0, 0, byte(i >> 8), byte(i)}
+		release(mac, f.bind(mac).YourIPAddr)
+	}
+	t.Logf("%d rows right after %d clients came and went", len(f.stored()), clients+1)
+	// After the grace period only the reserved client's row is left, in
+	// the store as in memory.
+	time.Sleep(500 * time.Millisecond)
+	waitFor(t, "departed clients' rows deleted", func() bool { return len(f.stored()) <= 1 })
+	rows := f.stored()
+	if len(rows) != 1 || rows[0].MAC != reserved.String() {
+		t.Errorf("rows left %q, want only the reserved client's", table(rows))
+	}
+	if mem, disk := table(f.memory()), table(rows); fmt.Sprint(mem) != fmt.Sprint(disk) {
+		t.Errorf("memory %q, store %q", mem, disk)
+	}
+	// A departed client that comes back is served as a new one.
+	if ack := f.bind(net.HardwareAddr{0x02, 0x10, 0, 0, 0, 7}); ack.YourIPAddr == nil {
+		t.Errorf("returning client not served")
+	}
+}
