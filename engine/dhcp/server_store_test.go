@@ -218,3 +218,57 @@ func TestDepartedClientsForgotten(t *testing.T) {
 		t.Errorf("returning client not served")
 	}
 }
+
+// TestForgetWhatIsDeparted: Forget deletes only rows of departed clients
+// past the grace period: not bound leases, not a reserved client's row,
+// not a release younger than the grace; a declined address's row goes
+// after its hold and the grace.
+func TestForgetWhatIsDeparted(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := bindingServer()
+	_, _, _ = bindVictim(t, s, now) // reserved by client-id, bound
+	gone := NewClient(ClientConfig{MAC: net.HardwareAddr{2, 0, 0, 0, 3, 1}})
+	bound(t, exchange(t, s, gone, now, gone.Start(now)))
+	s.Handle(mustDecode(t, gone.Release(now)[0].Msg), link, now)
+	stays := NewClient(ClientConfig{MAC: net.HardwareAddr{2, 0, 0, 0, 3, 2}})
+	bound(t, exchange(t, s, stays, now, stays.Start(now)))
+	dmac := net.HardwareAddr{2, 0, 0, 0, 3, 3}
+	declines := NewClient(ClientConfig{MAC: dmac})
+	dl := bound(t, exchange(t, s, declines, now, declines.Start(now)))
+	decline, _ := dhcpv4.New(dhcpv4.WithHwAddr(dmac), dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IP(dl.Address.Addr().AsSlice()))))
+	if rep := s.Handle(mustDecode(t, decline), link, now); rep.Commit == nil || rep.Commit.State != LeaseDeclined {
+		t.Fatalf("decline: %+v", rep)
+	}
+	if got := s.Forget(now.Add(time.Hour), 2*time.Hour); len(got) != 0 {
+		t.Errorf("forgot %v within the grace period", got)
+	}
+	// Past the grace (and past the bound leases' expiry, not yet swept).
+	got := s.Forget(now.Add(3*time.Hour), 2*time.Hour)
+	want := []string{"declined:" + dl.Address.Addr().String(), ClientKey(nil, gone.cfg.MAC)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("forgot %v, want %v", got, want)
+	}
+	if _, held := s.byAddr[dl.Address.Addr()]; held {
+		t.Errorf("forgotten declined address still indexed")
+	}
+	// Swept, the bound leases expire; the unreserved one is forgotten
+	// after the grace, the reserved client's row stays.
+	s.Sweep(now.Add(3 * time.Hour))
+	got = s.Forget(now.Add(6*time.Hour), 2*time.Hour)
+	if want := []string{ClientKey(nil, stays.cfg.MAC)}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after sweeping: forgot %v, want %v", got, want)
+	}
+	if _, ok := s.Lease(ClientKey(victimID, cliMAC)); !ok {
+		t.Errorf("reserved client's row forgotten")
+	}
+}
+
+func mustDecode(t *testing.T, m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+	t.Helper()
+	r, err := dhcpv4.FromBytes(m.ToBytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
