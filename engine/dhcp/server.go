@@ -324,7 +324,7 @@ func (s *Server) Handle(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time) 
 // addresses from the IP source address src (invalid: unknown).
 func (s *Server) HandleFrom(req *dhcpv4.DHCPv4, link []netip.Prefix, src netip.Addr, now time.Time) Reply {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) == 0 {
-		return Reply{Silence: "not a request"}
+		return Reply{Silence: silenceNotRequest}
 	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
@@ -350,7 +350,7 @@ func (s *Server) HandleFrom(req *dhcpv4.DHCPv4, link []netip.Prefix, src netip.A
 	case dhcpv4.MessageTypeInform:
 		return s.inform(req, link)
 	}
-	return Reply{Silence: "message type"}
+	return Reply{Silence: silenceMessageType}
 }
 
 // heldElsewhere reports whether req names a client (by its key) whose lease
@@ -480,7 +480,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 		want = requested // INIT-REBOOT
 	}
 	if !want.IsValid() || want.IsUnspecified() {
-		return Reply{Silence: "request without address"}
+		return Reply{Silence: silenceNoAddress}
 	}
 	p := s.poolOf(want)
 	// The address must be on the client's subnet (giaddr or link) and be

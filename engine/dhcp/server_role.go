@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ type ServerRole struct {
 	// syncs a batch of them to disk and only then sends them.
 	pending chan pendingReply
 	stats   serverCounters
+	// started is when Run began (the counters count from it); stored the
+	// counters last written to the store.
+	started time.Time
+	stored  ServerStats
 }
 
 type pendingReply struct {
@@ -131,6 +136,7 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 		return errors.New("dhcp server: no store for leases (run with a state directory); leases must survive a restart")
 	}
 	env.Progress.Plan("leases loaded", "listening")
+	r.started = time.Now()
 	r.links = map[string][]netip.Prefix{}
 	for _, iface := range r.cfg.Ifaces {
 		ps, err := WaitIPv4(ctx, env, iface, 5*time.Second)
@@ -195,9 +201,11 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 			r.closeConns()
 			wg.Wait()
 			<-committerDone
+			r.storeStats(time.Now())
 			return nil
 		case now := <-sweep.C:
 			r.sweep(now)
+			r.storeStats(now)
 		case <-watch.C:
 			if m := r.profileModTime(); !m.Equal(lastMod) {
 				lastMod = m
@@ -372,6 +380,21 @@ func (r *ServerRole) sweep(now time.Time) {
 	if err != nil {
 		r.env.Error(fmt.Errorf("dhcp server: store expired leases and delete %d departed clients' rows: %w", len(forgotten), err))
 	}
+}
+
+// storeStats writes the counters to the store when they changed since the
+// last write, for `fieldcon leases --stats` (the running server holds the
+// store; the command reads a copy).
+func (r *ServerRole) storeStats(now time.Time) {
+	s := r.stats.snapshot()
+	if reflect.DeepEqual(s, r.stored) {
+		return
+	}
+	if err := r.env.Store.Put(StatsBucket, StatsKey, StoredStats{Since: r.started, Updated: now, Stats: s}); err != nil {
+		r.env.Log.Warn("dhcp server: store counters", "err", err)
+		return
+	}
+	r.stored = s
 }
 
 // ForceRenew sends an authenticated FORCERENEW to one bound client (by its
