@@ -160,6 +160,14 @@ func TestBoundLeaseStaysWithItsPort(t *testing.T) {
 					t.Errorf("NAK carries option 90")
 				}
 			}
+			// Selecting another server: silence, as for any client.
+			m, _ := dhcpv4.New(dhcpv4.WithHwAddr(tc.mac), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+				dhcpv4.WithOption(dhcpv4.OptClientIdentifier(victimID)),
+				dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IP(victimRes.AsSlice()))),
+				dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IP{192, 0, 2, 2})))
+			if rep := viaPort(t, s, tc.iface, m, later); rep.Msg != nil || rep.Commit != nil {
+				t.Errorf("answered a REQUEST selecting another server: %v", rep.Msg)
+			}
 			got, _ := s.Lease(ClientKey(victimID, cliMAC))
 			sameLease(t, tc.name, got, before)
 		})

@@ -334,6 +334,11 @@ func (s *Server) HandleFrom(req *dhcpv4.DHCPv4, link []netip.Prefix, src netip.A
 		return s.discover(req, link, now)
 	case dhcpv4.MessageTypeRequest:
 		if s.heldElsewhere(req, link, src, now) {
+			if sid := ipFrom(req.ServerIdentifier()); sid.IsValid() && sid != s.cfg.ServerID {
+				// RFC 2131 §4.3.2: a REQUEST selecting another server
+				// is not ours to answer.
+				return Reply{Silence: "another server selected"}
+			}
 			return s.nak(req, "lease bound on another port")
 		}
 		return s.request(req, link, now)
