@@ -60,6 +60,10 @@ type DHCPServer struct {
 	ForceRenew bool `toml:"forcerenew"`
 	// SweepInterval is how often expired leases are swept (default 10s).
 	SweepInterval Duration `toml:"sweep_interval"`
+	// ForgetAfter is how long the row of a released, expired or declined
+	// lease is kept before it is deleted (default 24h); reserved clients'
+	// rows are kept.
+	ForgetAfter Duration `toml:"forget_after"`
 	// Pools are the address ranges handed out.
 	Pools []DHCPPool `toml:"pools"`
 	// Reservations give clients fixed addresses.

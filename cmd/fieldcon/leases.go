@@ -56,10 +56,11 @@ func rowOf(node string, l dhcp.ServerLease) leaseRow {
 // stores (DESIGN.md: leases live in the embedded store).
 func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f siteFlags
-	fs := newFlags("leases -p PROFILE [--node N] [--lab] [--state DIR] [--json]", stderr)
+	fs := newFlags("leases -p PROFILE [--node N] [--lab] [--state DIR] [--json] [--stats]", stderr)
 	f.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON lease per line")
 	all := fs.Bool("all", false, "include released, expired and declined leases")
+	stats := fs.Bool("stats", false, "print each server's counters instead (messages received, undecodable and malformed input, replies, silences by reason)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -78,6 +79,9 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitUsage
 	}
 	stateDir := leaseStateDir(&f, p)
+	if *stats {
+		return printStats(nodes, stateDir, *asJSON, stdout, stderr)
+	}
 	var rows []leaseRow
 	for _, n := range nodes {
 		leases, err := readLeases(filepath.Join(stateDir, n.Name+".db"))
@@ -178,29 +182,103 @@ func leaseStateDir(f *siteFlags, p *profiles.Profile) string {
 // committed transaction; a copy torn by a commit in flight fails to open and
 // the command says so (run it again).
 func readLeases(path string) ([]dhcp.ServerLease, error) {
+	st, done, err := openServerStore(path)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return dhcp.LoadLeases(st)
+}
+
+// openServerStore opens a server's store, or a copy of it while the server
+// holds it (see readLeases); done closes it and removes the copy.
+func openServerStore(path string) (st *store.Store, done func(), err error) {
 	if _, err := os.Stat(path); err != nil {
 		if permissionDenied(err) {
-			return nil, needRoot("reading the lease store " + path)
+			return nil, nil, needRoot("reading the lease store " + path)
 		}
-		return nil, fmt.Errorf("no store at %s (has the server run with this --state?): %w", path, err)
+		return nil, nil, fmt.Errorf("no store at %s (has the server run with this --state?): %w", path, err)
 	}
-	var st *store.Store
-	err := errStoreLocked
+	err = errStoreLocked
 	if !heldByServer(path) {
 		st, err = store.Open(path)
 	}
-	if err != nil {
-		tmp, cerr := copyToTemp(path)
-		if cerr != nil {
-			return nil, errors.Join(err, cerr)
-		}
-		defer os.RemoveAll(filepath.Dir(tmp))
-		if st, err = store.Open(tmp); err != nil {
-			return nil, err
-		}
+	if err == nil {
+		return st, func() { st.Close() }, nil
 	}
-	defer st.Close()
-	return dhcp.LoadLeases(st)
+	tmp, cerr := copyToTemp(path)
+	if cerr != nil {
+		return nil, nil, errors.Join(err, cerr)
+	}
+	if st, err = store.Open(tmp); err != nil {
+		os.RemoveAll(filepath.Dir(tmp))
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); os.RemoveAll(filepath.Dir(tmp)) }, nil
+}
+
+// statsRow is one server's counters in `fieldcon leases --stats --json`.
+type statsRow struct {
+	Node string `json:"node"`
+	dhcp.StoredStats
+}
+
+// printStats prints the counters each server stored (DHCP servers keep them
+// in their store while they run, written at every sweep).
+func printStats(nodes []*profiles.Node, stateDir string, asJSON bool, stdout, stderr io.Writer) int {
+	var rows []statsRow
+	for _, n := range nodes {
+		st, done, err := openServerStore(filepath.Join(stateDir, n.Name+".db"))
+		if err != nil {
+			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
+			return exitCode(err)
+		}
+		s, ok, err := dhcp.LoadStats(st)
+		done()
+		if err != nil {
+			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
+			return exitFailure
+		}
+		if !ok {
+			fmt.Fprintf(stderr, "fieldcon leases: node %s: no counters stored (the server stores them while it runs, every sweep_interval)\n", n.Name)
+			continue
+		}
+		rows = append(rows, statsRow{Node: n.Name, StoredStats: s})
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, r := range rows {
+			enc.Encode(r)
+		}
+		return exitOK
+	}
+	for _, r := range rows {
+		s := r.Stats
+		fmt.Fprintf(stdout, "%s: counters since %s, stored %s\n", r.Node, r.Since.Local().Format(time.DateTime), r.Updated.Local().Format(time.DateTime))
+		tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+		for _, c := range []struct {
+			name string
+			n    int64
+		}{
+			{"received", s.Received}, {"undecodable", s.Undecodable}, {"malformed", s.Malformed},
+			{"discovers", s.Discovers}, {"requests", s.Requests}, {"offers", s.Offers}, {"acks", s.Acks}, {"naks", s.Naks},
+			{"silent", s.Silent}, {"send errors", s.SendErrors}, {"store errors", s.StoreErrors}, {"commits", s.Commits},
+			{"slow replies (>1s)", s.SlowReplies},
+		} {
+			fmt.Fprintf(tw, "  %s\t%d\n", c.name, c.n)
+		}
+		why := make([]string, 0, len(s.SilentWhy))
+		for k := range s.SilentWhy {
+			why = append(why, k)
+		}
+		sort.Strings(why)
+		for _, k := range why {
+			fmt.Fprintf(tw, "    silent: %s\t%d\n", k, s.SilentWhy[k])
+		}
+		fmt.Fprintf(tw, "  max batch\t%d\n  max commit\t%s\n  max reply delay\t%s\n", s.MaxBatch, s.MaxCommit, s.MaxReplyDelay)
+		tw.Flush()
+	}
+	return exitOK
 }
 
 var errStoreLocked = errors.New("store held by a running server")

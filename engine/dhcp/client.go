@@ -11,6 +11,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
 	"github.com/fieldcon/fieldcon/engine"
+	"github.com/fieldcon/fieldcon/engine/ratelimit"
 )
 
 // State is a client state of RFC 2131 §4.4 (figure 5).
@@ -140,12 +141,20 @@ type Client struct {
 	lease    *Lease
 	// forced marks a renewal FORCERENEW triggered, for the event.
 	forced bool
+	// rejects rate-limits dhcp.forcerenew.rejected: anyone on the path can
+	// send FORCERENEWs, and each costs only an HMAC to refuse.
+	rejects ratelimit.Window
 }
+
+// rejectEventsPerSecond is how many dhcp.forcerenew.rejected events a
+// client emits per second; the rest are counted and reported in the next
+// one, or by Tick once the flood is over.
+const rejectEventsPerSecond = 20
 
 // NewClient returns a client in INIT.
 func NewClient(cfg ClientConfig) *Client {
 	cfg.defaults()
-	return &Client{cfg: cfg}
+	return &Client{cfg: cfg, rejects: ratelimit.Window{Max: rejectEventsPerSecond, Per: time.Second}}
 }
 
 // State is the current state.
@@ -410,8 +419,17 @@ func (c *Client) ProbeDone(now time.Time, conflict bool, by net.HardwareAddr) []
 }
 
 // Tick handles the clock: retransmissions, T1, T2 and expiry (RFC 2131
-// §4.4.5).
+// §4.4.5), and reports FORCERENEW rejections held back by the rate limit.
 func (c *Client) Tick(now time.Time) []Action {
+	var out []Action
+	if n := c.rejects.Summary(now); n > 0 {
+		out = append(out, Action{Kind: ActEmit, Event: engine.KindForceRenewRejected,
+			Fields: engine.Fields{"reason": "rate limited (summary)", "suppressed": n}})
+	}
+	return append(out, c.tick(now)...)
+}
+
+func (c *Client) tick(now time.Time) []Action {
 	if c.deadline.IsZero() || now.Before(c.deadline) {
 		return nil
 	}
@@ -473,8 +491,15 @@ func (c *Client) retransmit(now time.Time) []Action {
 // at once; anything else is rejected and reported.
 func (c *Client) forceRenew(now time.Time, raw []byte, src Source) []Action {
 	reject := func(err error) []Action {
-		return []Action{{Kind: ActEmit, Event: engine.KindForceRenewRejected,
-			Fields: engine.Fields{"from": addrString(src.IP), "reason": err.Error()}}}
+		ok, suppressed := c.rejects.Allow(now)
+		if !ok {
+			return nil
+		}
+		f := engine.Fields{"from": addrString(src.IP), "reason": err.Error()}
+		if suppressed > 0 {
+			f["suppressed"] = suppressed
+		}
+		return []Action{{Kind: ActEmit, Event: engine.KindForceRenewRejected, Fields: f}}
 	}
 	if c.state != StateBound || c.lease == nil {
 		return reject(fmt.Errorf("not bound (state %s)", c.state))

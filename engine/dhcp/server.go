@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -89,6 +90,9 @@ type Reply struct {
 	Msg    *dhcpv4.DHCPv4
 	To     netip.AddrPort
 	Commit *ServerLease
+	// Forget are keys whose stored rows go in the same transaction as
+	// Commit: the server dropped them from memory.
+	Forget []string
 	// Silence says why Msg is nil, for the server's counters.
 	Silence string
 }
@@ -166,6 +170,47 @@ func (s *Server) Sweep(now time.Time) []ServerLease {
 		}
 	}
 	return out
+}
+
+// Forget deletes the leases of departed clients: released, expired or
+// declined, and not seen for grace (their expiry, which a release or a
+// decline sets to when it happened, is older). Without it every client
+// that ever asked keeps a row, and clients that rotate their MACs grow the
+// store without bound. A reserved client's row stays: the reservation
+// names it. Forget returns the keys to delete from the store.
+func (s *Server) Forget(now time.Time, grace time.Duration) []string {
+	var out []string
+	for key, l := range s.leases {
+		switch l.State {
+		case LeaseReleased, LeaseExpired, LeaseDeclined:
+		default:
+			continue
+		}
+		if now.Sub(l.Expiry) < grace || s.reserved(l) {
+			continue
+		}
+		delete(s.leases, key)
+		if s.byAddr[l.Address] == key {
+			delete(s.byAddr, l.Address)
+		}
+		out = append(out, key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reserved reports whether a lease is the row of a client with a
+// reservation (a declined address's row is nobody's).
+func (s *Server) reserved(l *ServerLease) bool {
+	if l.State == LeaseDeclined {
+		return false
+	}
+	id, _ := hex.DecodeString(l.ClientID)
+	mac, err := net.ParseMAC(l.MAC)
+	if err != nil {
+		mac = nil
+	}
+	return s.reservation(id, mac) != nil
 }
 
 // free reports whether addr may be given to key (whose reservation is res,
@@ -269,24 +314,103 @@ func (s *Server) pick(p *Pool, key string, res *Reservation, requested netip.Add
 	}
 }
 
-// Handle answers one request received on a link with the given addresses.
+// Handle answers one request received on a link with the given addresses,
+// its IP source unknown.
 func (s *Server) Handle(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time) Reply {
+	return s.HandleFrom(req, link, netip.Addr{}, now)
+}
+
+// HandleFrom answers one request received on a link with the given
+// addresses from the IP source address src (invalid: unknown).
+func (s *Server) HandleFrom(req *dhcpv4.DHCPv4, link []netip.Prefix, src netip.Addr, now time.Time) Reply {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || len(req.ClientHWAddr) == 0 {
-		return Reply{Silence: "not a request"}
+		return Reply{Silence: silenceNotRequest}
 	}
 	switch req.MessageType() {
 	case dhcpv4.MessageTypeDiscover:
+		if s.heldElsewhere(req, link, src, now) {
+			return Reply{Silence: "client bound on another port"}
+		}
 		return s.discover(req, link, now)
 	case dhcpv4.MessageTypeRequest:
+		if s.heldElsewhere(req, link, src, now) {
+			if sid := ipFrom(req.ServerIdentifier()); sid.IsValid() && sid != s.cfg.ServerID {
+				// RFC 2131 §4.3.2: a REQUEST selecting another server
+				// is not ours to answer.
+				return Reply{Silence: "another server selected"}
+			}
+			return s.nak(req, "lease bound on another port")
+		}
 		return s.request(req, link, now)
 	case dhcpv4.MessageTypeDecline:
+		if s.heldElsewhere(req, link, src, now) {
+			return Reply{Silence: "decline from another port"}
+		}
 		return s.decline(req, now)
 	case dhcpv4.MessageTypeRelease:
+		if s.heldElsewhere(req, link, src, now) {
+			return Reply{Silence: "release from another port"}
+		}
 		return s.release(req, now)
 	case dhcpv4.MessageTypeInform:
 		return s.inform(req, link)
 	}
-	return Reply{Silence: "message type"}
+	return Reply{Silence: silenceMessageType}
+}
+
+// heldElsewhere reports whether req names a client (by its key) whose lease
+// is bound, unexpired, somewhere req does not come from. A binding lives
+// where it was made: behind the relay port it was made through (giaddr and
+// the option 82 circuit-id and remote-id the relay added, RFC 3046 §2.1),
+// or on the server's own link, and with the hardware address it was made
+// with. The client-id alone proves nothing: any port can send it. Until the
+// lease expires or its holder releases it, a request from elsewhere neither
+// takes the lease over nor learns its RFC 6704 nonce (docs/protocols/dhcp.md).
+func (s *Server) heldElsewhere(req *dhcpv4.DHCPv4, link []netip.Prefix, src netip.Addr, now time.Time) bool {
+	l, ok := s.leases[keyOf(req)]
+	if !ok || l.State != LeaseBound || now.After(l.Expiry) {
+		return false
+	}
+	return !s.fromHolder(l, req, link, src)
+}
+
+// fromHolder reports whether req comes from where the bound lease l lives.
+func (s *Server) fromHolder(l *ServerLease, req *dhcpv4.DHCPv4, link []netip.Prefix, src netip.Addr) bool {
+	if !strings.EqualFold(l.MAC, req.ClientHWAddr.String()) {
+		return false
+	}
+	gi, ci := giaddrOf(req), ipFrom(req.ClientIPAddr)
+	circuit, remote := relayInfoOf(req)
+	// The holder's own unicast from its bound address (RENEWING, RELEASE:
+	// RFC 2131 §4.4.5, §4.4.6) reaches the server without the relay, which
+	// only relays broadcasts: giaddr zero, or the address itself when the
+	// client is its own relay (RHCP+DHCP). The reply goes to that address,
+	// not to the sender.
+	if ci == l.Address && (!gi.IsValid() || (gi == l.Address && circuit == "")) && (!src.IsValid() || src == l.Address) {
+		return true
+	}
+	if l.GIAddr.IsValid() {
+		return gi == l.GIAddr && circuit == l.CircuitID && remote == l.RemoteID
+	}
+	// Bound on the server's own link: not relayed, and received on the link
+	// whose pool holds the address.
+	return !gi.IsValid() && s.pool(netip.Addr{}, link) == s.poolOf(l.Address)
+}
+
+// giaddrOf is the relay address of req, invalid when not relayed.
+func giaddrOf(req *dhcpv4.DHCPv4) netip.Addr {
+	if gi := ipFrom(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
+		return gi
+	}
+	return netip.Addr{}
+}
+
+// relayInfoOf is the circuit-id and remote-id of req's option 82.
+func relayInfoOf(req *dhcpv4.DHCPv4) (circuit, remote string) {
+	if rai := req.RelayAgentInfo(); rai != nil {
+		return string(rai.Get(dhcpv4.AgentCircuitIDSubOption)), string(rai.Get(dhcpv4.AgentRemoteIDSubOption))
+	}
+	return "", ""
 }
 
 func clientIDOf(req *dhcpv4.DHCPv4) []byte { return req.GetOneOption(dhcpv4.OptionClientIdentifier) }
@@ -361,7 +485,7 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 		want = requested // INIT-REBOOT
 	}
 	if !want.IsValid() || want.IsUnspecified() {
-		return Reply{Silence: "request without address"}
+		return Reply{Silence: silenceNoAddress}
 	}
 	p := s.poolOf(want)
 	// The address must be on the client's subnet (giaddr or link) and be
@@ -386,16 +510,19 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 
 func (s *Server) ack(req *dhcpv4.DHCPv4, p *Pool, res *Reservation, addr netip.Addr, now time.Time, rapid bool) Reply {
 	key := keyOf(req)
+	// A renewal (RENEWING or REBINDING with the bound address as ciaddr)
+	// extends the binding its holder made; anything else makes a new one.
+	prev, had := s.leases[key]
+	extends := had && prev.State == LeaseBound && !now.After(prev.Expiry) && prev.Address.IsValid() &&
+		ipFrom(req.ClientIPAddr) == prev.Address
 	l := s.record(req, key, addr)
 	l.Address, l.State, l.Start, l.Expiry = addr, LeaseBound, now, now.Add(p.LeaseTime)
 	l.Hostname = req.HostName()
-	l.GIAddr = netip.Addr{}
-	if gi := ipFrom(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
-		l.GIAddr = gi
-	}
-	if rai := req.RelayAgentInfo(); rai != nil {
-		l.CircuitID = string(rai.Get(dhcpv4.AgentCircuitIDSubOption))
-		l.RemoteID = string(rai.Get(dhcpv4.AgentRemoteIDSubOption))
+	if gi := giaddrOf(req); !extends || (gi.IsValid() && gi != l.Address) {
+		// Where the binding lives is where it was made; the holder's own
+		// unicast renewals, which bypass the relay, do not move it.
+		l.GIAddr = giaddrOf(req)
+		l.CircuitID, l.RemoteID = relayInfoOf(req)
 	}
 	l.CloudServer = p.CloudServer
 	if res != nil && res.CloudServer.IsValid() {
@@ -406,11 +533,20 @@ func (s *Server) ack(req *dhcpv4.DHCPv4, p *Pool, res *Reservation, addr netip.A
 	if rapid {
 		m.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRapidCommit, nil))
 	}
-	if s.cfg.ForceRenewNonce && nonceCapable(req) {
-		if len(l.Nonce) != nonceLen {
-			l.Nonce = make([]byte, nonceLen)
-			rand.Read(l.Nonce)
+	// RFC 6704 §3.2's key is a secret between the server and the client it
+	// was given to: it goes out once, in the ACK that makes the binding
+	// (a new key for every new binding, so a previous holder's key stops
+	// working), and never again; renewals' ACKs carry none and the client
+	// keeps the key it has. A binding that has no key yet (FORCERENEW just
+	// enabled) gets its first one in a renewal, sent to its address.
+	switch {
+	case !s.cfg.ForceRenewNonce || !nonceCapable(req):
+		if !extends {
+			l.Nonce = nil
 		}
+	case !extends || len(l.Nonce) != nonceLen:
+		l.Nonce = make([]byte, nonceLen)
+		rand.Read(l.Nonce)
 		m.UpdateOption(NonceOption(l.Replay, l.Nonce))
 	}
 	c := *l
@@ -452,7 +588,9 @@ func (s *Server) decline(req *dhcpv4.DHCPv4, now time.Time) Reply {
 	s.leases[dk] = d
 	s.byAddr[addr] = dk
 	c := *d
-	return Reply{Commit: &c}
+	// The client's own row goes too, or a restarted server would find it
+	// still bound to the address it declined.
+	return Reply{Commit: &c, Forget: []string{key}}
 }
 
 func (s *Server) release(req *dhcpv4.DHCPv4, now time.Time) Reply {

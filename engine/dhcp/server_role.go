@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -38,12 +39,26 @@ type ServerRole struct {
 	// syncs a batch of them to disk and only then sends them.
 	pending chan pendingReply
 	stats   serverCounters
+	// started is when Run began (the counters count from it); stored the
+	// counters last written to the store.
+	started time.Time
+	stored  ServerStats
 }
 
 type pendingReply struct {
 	conn  engine.UDPConn
 	reply Reply
 	rx    time.Time // when the request was read
+}
+
+// Lease returns the running server's lease of one client (by ClientKey).
+func (r *ServerRole) Lease(key string) (ServerLease, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.srv == nil {
+		return ServerLease{}, false
+	}
+	return r.srv.Lease(key)
 }
 
 // Stats returns the server's counters since the role started.
@@ -121,6 +136,7 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 		return errors.New("dhcp server: no store for leases (run with a state directory); leases must survive a restart")
 	}
 	env.Progress.Plan("leases loaded", "listening")
+	r.started = time.Now()
 	r.links = map[string][]netip.Prefix{}
 	for _, iface := range r.cfg.Ifaces {
 		ps, err := WaitIPv4(ctx, env, iface, 5*time.Second)
@@ -185,9 +201,11 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 			r.closeConns()
 			wg.Wait()
 			<-committerDone
+			r.storeStats(time.Now())
 			return nil
 		case now := <-sweep.C:
 			r.sweep(now)
+			r.storeStats(now)
 		case <-watch.C:
 			if m := r.profileModTime(); !m.Equal(lastMod) {
 				lastMod = m
@@ -255,7 +273,9 @@ func (r *ServerRole) serve(ctx context.Context, iface string, c engine.UDPConn) 
 			continue
 		}
 		r.mu.Lock()
-		reply := r.srv.Handle(req, r.links[iface], rx)
+		// The source address tells the holder's own unicast (RELEASE,
+		// RENEWING) from a forgery sent from elsewhere (Server.fromHolder).
+		reply := r.srv.HandleFrom(req, r.links[iface], from.Addr().Unmap(), rx)
 		r.mu.Unlock()
 		r.stats.received(req, reply)
 		switch {
@@ -298,6 +318,11 @@ func (r *ServerRole) committer(ctx context.Context) {
 				if err := tx.Put(LeaseBucket, p.reply.Commit.Key, p.reply.Commit); err != nil {
 					return err
 				}
+				for _, k := range p.reply.Forget {
+					if err := tx.Delete(LeaseBucket, k); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		})
@@ -334,8 +359,9 @@ func (r *ServerRole) send(c engine.UDPConn, reply Reply, rx time.Time) {
 func (r *ServerRole) sweep(now time.Time) {
 	r.mu.Lock()
 	expired := r.srv.Sweep(now)
+	forgotten := r.srv.Forget(now, r.cfg.ForgetAfter.Or(24*time.Hour))
 	r.mu.Unlock()
-	if len(expired) == 0 {
+	if len(expired) == 0 && len(forgotten) == 0 {
 		return
 	}
 	err := r.env.Store.Batch(func(tx *store.Tx) error {
@@ -344,11 +370,31 @@ func (r *ServerRole) sweep(now time.Time) {
 				return err
 			}
 		}
+		for _, k := range forgotten {
+			if err := tx.Delete(LeaseBucket, k); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		r.env.Error(fmt.Errorf("dhcp server: store expired leases: %w", err))
+		r.env.Error(fmt.Errorf("dhcp server: store expired leases and delete %d departed clients' rows: %w", len(forgotten), err))
 	}
+}
+
+// storeStats writes the counters to the store when they changed since the
+// last write, for `fieldcon leases --stats` (the running server holds the
+// store; the command reads a copy).
+func (r *ServerRole) storeStats(now time.Time) {
+	s := r.stats.snapshot()
+	if reflect.DeepEqual(s, r.stored) {
+		return
+	}
+	if err := r.env.Store.Put(StatsBucket, StatsKey, StoredStats{Since: r.started, Updated: now, Stats: s}); err != nil {
+		r.env.Log.Warn("dhcp server: store counters", "err", err)
+		return
+	}
+	r.stored = s
 }
 
 // ForceRenew sends an authenticated FORCERENEW to one bound client (by its

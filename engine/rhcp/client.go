@@ -13,6 +13,7 @@ import (
 
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/dhcp"
+	"github.com/fieldcon/fieldcon/engine/ratelimit"
 	"github.com/fieldcon/fieldcon/engine/rhcp/assignment"
 	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
@@ -99,9 +100,7 @@ type clientRun struct {
 
 	// rejections are rate-limited: a flood of garbage on the link must not
 	// flood the event bus.
-	rejectWindow time.Time
-	rejectCount  int
-	suppressed   int
+	rejects ratelimit.Window
 
 	addr   netip.Prefix   // the RHCP address configured, if any
 	routes []engine.Route // the routes configured with it
@@ -129,7 +128,8 @@ func (c *Client) Run(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	r := &clientRun{Client: c, env: env, key: key, check: ProbeCheck{ClientID: c.cfg.ClientID}, lost: make(chan error, 1)}
+	r := &clientRun{Client: c, env: env, key: key, check: ProbeCheck{ClientID: c.cfg.ClientID},
+		rejects: ratelimit.Window{Max: maxRejectEvents, Per: time.Second}, lost: make(chan error, 1)}
 	defer r.closeConn()
 	defer r.stopKeeping()
 	r.loadSeen()
@@ -242,19 +242,13 @@ func readProbes(ctx context.Context, env *engine.Env, iface string, pc engine.Pa
 const maxRejectEvents = 20
 
 func (r *clientRun) reject(d Datagram, reason string, m *Message, problem ...string) {
-	now := r.now()
-	if now.Sub(r.rejectWindow) >= time.Second {
-		r.rejectWindow, r.rejectCount = now, 0
-	}
-	if r.rejectCount >= maxRejectEvents {
-		r.suppressed++
+	ok, suppressed := r.rejects.Allow(r.now())
+	if !ok {
 		return
 	}
-	r.rejectCount++
 	f := engine.Fields{"reason": reason, "from": d.Src.String(), "dst": d.Dst.Addr().String()}
-	if r.suppressed > 0 {
-		f["suppressed"] = r.suppressed
-		r.suppressed = 0
+	if suppressed > 0 {
+		f["suppressed"] = suppressed
 	}
 	if m != nil {
 		f["client_id"], f["seq"] = m.ClientID, m.Sequence
