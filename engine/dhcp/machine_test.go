@@ -452,3 +452,31 @@ func TestAckFromAnotherServerIgnored(t *testing.T) {
 		t.Fatalf("ACK from another server accepted: %v, state %s", kinds(got), c.State())
 	}
 }
+
+// TestForceRenewCarriesLastXID (issue #13 item 1): a FORCERENEW carries the
+// xid of the lease's last ACK (dhcpcd drops one with any other xid), the
+// stored lease keeps it, and it follows the client's renewals.
+func TestForceRenewCarriesLastXID(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := testServer(nil)
+	id := []byte("\x00ESN-X")
+	c := NewClient(ClientConfig{MAC: cliMAC, ClientID: id, NonceCapable: true})
+	key := ClientKey(id, cliMAC)
+	acts := c.Start(now)
+	for i := 0; i < 3; i++ {
+		bound(t, exchange(t, s, c, now, acts))
+		sl, _ := s.Lease(key)
+		if sl.XID != c.xid {
+			t.Fatalf("exchange %d: stored xid %s; the client's last exchange was %s", i, sl.XID, c.xid)
+		}
+		raw, _, _, err := s.ForceRenew(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := dhcpv4.FromBytes(raw)
+		if m.TransactionID != c.xid {
+			t.Fatalf("exchange %d: forcerenew xid %s; want %s", i, m.TransactionID, c.xid)
+		}
+		acts = c.Receive(now, raw, Source{MAC: srvMAC, IP: srvAddr})[1:]
+	}
+}

@@ -81,6 +81,10 @@ type ServerLease struct {
 	// counter used toward this client; they must survive a restart.
 	Nonce  []byte `json:"nonce,omitempty"`
 	Replay uint64 `json:"replay,omitempty"`
+	// XID is the transaction id of the last ACK. A FORCERENEW carries it:
+	// RFC 3203 does not say which xid to use, and dhcpcd drops a message
+	// whose xid is not the one of its last exchange.
+	XID dhcpv4.TransactionID `json:"xid"`
 }
 
 // Reply is what the server answers to one request: the message (nil for
@@ -389,6 +393,7 @@ func (s *Server) ack(req *dhcpv4.DHCPv4, p *Pool, res *Reservation, addr netip.A
 	l := s.record(req, key, addr)
 	l.Address, l.State, l.Start, l.Expiry = addr, LeaseBound, now, now.Add(p.LeaseTime)
 	l.Hostname = req.HostName()
+	l.XID = req.TransactionID
 	l.GIAddr = netip.Addr{}
 	if gi := ipFrom(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		l.GIAddr = gi
@@ -574,7 +579,8 @@ func (s *Server) ForceRenew(key string) ([]byte, netip.AddrPort, *ServerLease, e
 }
 
 // BuildForceRenew signs a FORCERENEW for a stored lease: unicast to the
-// client's address, port 68, keyed by the lease's nonce. It returns the
+// client's address, port 68, with the xid of the lease's last ACK, keyed by
+// the lease's nonce. It returns the
 // replay value used.
 func BuildForceRenew(l ServerLease, serverID netip.Addr, now time.Time) ([]byte, netip.AddrPort, uint64, error) {
 	if l.State != LeaseBound {
@@ -587,7 +593,8 @@ func BuildForceRenew(l ServerLease, serverID netip.Addr, now time.Time) ([]byte,
 	if err != nil {
 		return nil, netip.AddrPort{}, 0, fmt.Errorf("lease %s: %w", l.Key, err)
 	}
-	m, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(MessageTypeForceRenew))
+	m, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(MessageTypeForceRenew),
+		dhcpv4.WithTransactionID(l.XID))
 	m.OpCode = dhcpv4.OpcodeBootReply
 	m.ClientIPAddr = net.IP(l.Address.AsSlice())
 	m.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(serverID.AsSlice())))
