@@ -140,6 +140,12 @@ type Client struct {
 	lease    *Lease
 	// forced marks a renewal FORCERENEW triggered, for the event.
 	forced bool
+	// replay is the highest replay detection value seen from replayFrom
+	// (a server identifier), in ACKs and accepted FORCERENEWs: RFC 3118 §2's
+	// check is against it, so it only ever goes up, whatever a later ACK
+	// carries and across a lease lost to a NAK.
+	replay     uint64
+	replayFrom netip.Addr
 }
 
 // NewClient returns a client in INIT.
@@ -160,6 +166,7 @@ func (c *Client) Deadline() time.Time { return c.deadline }
 // SetLease installs a lease known from before (e.g. restored), in BOUND.
 func (c *Client) SetLease(l *Lease) {
 	c.lease = l
+	c.seenReplay(l)
 	c.state = StateBound
 	c.deadline = l.Acquired.Add(l.T1)
 }
@@ -340,8 +347,9 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 	}
 	if c.lease != nil && l.Nonce == nil {
 		// RFC 6704 §3.2: the nonce is given once; renewals keep it.
-		l.Nonce, l.Replay = c.lease.Nonce, c.lease.Replay
+		l.Nonce = c.lease.Nonce
 	}
+	c.seenReplay(&l)
 	newAddr := c.lease == nil || c.lease.Address.Addr() != l.Address.Addr()
 	// An address pushed by the server while bound (IP sync) is always
 	// probed: DESIGN.md §4 wants an alarm when the new address is in use.
@@ -484,10 +492,23 @@ func (c *Client) forceRenew(now time.Time, raw []byte, src Source) []Action {
 		return reject(err)
 	}
 	c.lease.Replay = replay
+	c.seenReplay(c.lease)
 	c.forced = true
 	out := []Action{{Kind: ActEmit, Event: engine.KindForceRenewReceived,
 		Fields: engine.Fields{"from": addrString(src.IP), "server": c.lease.Server.String()}}}
 	return append(out, c.enter(now, StateRenewing)...)
+}
+
+// seenReplay raises the highest replay detection value seen from l's
+// server to l's, and l's to it: an ACK with a lower value (a server that
+// lost its counter, or `fieldcon forcerenew`'s values it did not see) never
+// lowers what a FORCERENEW must exceed.
+func (c *Client) seenReplay(l *Lease) {
+	if l.Server != c.replayFrom {
+		c.replay, c.replayFrom = 0, l.Server
+	}
+	c.replay = max(c.replay, l.Replay)
+	l.Replay = c.replay
 }
 
 // Release gives the lease back (RFC 2131 §4.4.6): RELEASE unicast to the

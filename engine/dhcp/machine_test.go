@@ -3,6 +3,7 @@ package dhcp
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -451,6 +452,62 @@ func TestAckFromAnotherServerIgnored(t *testing.T) {
 	if got := c.Receive(now, fake.ToBytes(), Source{IP: netip.MustParseAddr("192.0.2.2")}); len(got) != 0 || c.State() != StateRequesting {
 		t.Fatalf("ACK from another server accepted: %v, state %s", kinds(got), c.State())
 	}
+}
+
+// TestCapturedForceRenewIsRefused (issue #13 item 5): a FORCERENEW sent by
+// `fieldcon forcerenew` (built from a copy of the stored lease, as the CLI
+// does beside a running server) is accepted once; after the renewal it
+// triggers, the same bytes sent again are refused, even when the server's
+// ACK carries a lower replay value.
+func TestCapturedForceRenewIsRefused(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name   string
+		server func() (uint64, error)
+	}{
+		{"shared counter", nil},
+		// A server whose values are below the CLI's (an older server, or
+		// one whose counter file was lost): the client must not go down.
+		{"lower server values", func() (uint64, error) { return 7, nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "srv.db.rdm")
+			srvRC, cliRC := openCounter(t, path, 64), openCounter(t, path, 1)
+			s := testServer(nil)
+			s.UseReplayCounter(srvRC.Next)
+			if tc.server != nil {
+				s.UseReplayCounter(tc.server)
+			}
+			id := []byte("\x00ESN-P")
+			c := NewClient(ClientConfig{MAC: cliMAC, ClientID: id, NonceCapable: true})
+			bound(t, exchange(t, s, c, now, c.Start(now)))
+			sl, _ := s.Lease(ClientKey(id, cliMAC))
+			v, err := cliRC.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _, err := BuildForceRenew(sl, srvAddr, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acts := c.Receive(now, raw, Source{MAC: srvMAC, IP: srvAddr})
+			if len(acts) != 2 || acts[0].Event != engine.KindForceRenewReceived {
+				t.Fatalf("first forcerenew: %+v", acts)
+			}
+			bound(t, exchange(t, s, c, now, acts[1:]))
+			assertRejected(t, c, now.Add(time.Second), raw, "captured forcerenew replayed after the renewal")
+		})
+	}
+}
+
+func openCounter(t *testing.T, path string, block uint64) *ReplayCounter {
+	t.Helper()
+	rc, err := OpenReplayCounter(path, block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
 }
 
 // TestForceRenewCarriesLastXID (issue #13 item 1): a FORCERENEW carries the
