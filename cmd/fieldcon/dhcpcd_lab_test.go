@@ -1,9 +1,11 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +145,24 @@ func logDhcpcd(t *testing.T, d *labtest.Dhcpcd, words ...string) {
 			}
 		}
 	}
+}
+
+// TestDhcpcdFollowsReservationMove (issue #13 item 2): when a bound
+// client's reservation moves, the server NAKs its renewal (RFC 2131
+// §4.3.2) and dhcpcd rediscovers: it ends with exactly the new address.
+func TestDhcpcdFollowsReservationMove(t *testing.T) {
+	r := startDhcpcdRun(t)
+	r.editProfile(t, `address = "192.0.2.20"`, `address = "192.0.2.21"`)
+	waitKind(t, r.events, "srv", engine.KindForceRenewSent, 5*time.Second)
+	waitBound(t, r.events, "192.0.2.21", 10*time.Second)
+	r.dhcpcd.WaitLog("leased 192.0.2.21", 1, 5*time.Second)
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.21/24")}
+	var got []netip.Prefix
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if got = r.dhcpcd.Addresses(); slices.Equal(got, want) {
+			logDhcpcd(t, r.dhcpcd, "Force Renew", "NAK", "leased", "IP address")
+			return
+		}
+	}
+	t.Fatalf("dhcpcd's interface has %v; want exactly %v", got, want)
 }

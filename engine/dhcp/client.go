@@ -140,6 +140,9 @@ type Client struct {
 	lease    *Lease
 	// forced marks a renewal FORCERENEW triggered, for the event.
 	forced bool
+	// lost is the lease a NAK took (IP sync: the server NAKs the renewal
+	// of an address whose reservation moved); the next binding replaces it.
+	lost *Lease
 	// replay is the highest replay detection value seen from replayFrom
 	// (a server identifier), in ACKs and accepted FORCERENEWs: RFC 3118 §2's
 	// check is against it, so it only ever goes up, whatever a later ACK
@@ -350,10 +353,15 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 		l.Nonce = c.lease.Nonce
 	}
 	c.seenReplay(&l)
-	newAddr := c.lease == nil || c.lease.Address.Addr() != l.Address.Addr()
-	// An address pushed by the server while bound (IP sync) is always
-	// probed: DESIGN.md §4 wants an alarm when the new address is in use.
-	moved := c.lease != nil && newAddr
+	prev := c.lease
+	if prev == nil {
+		prev = c.lost
+	}
+	newAddr := prev == nil || prev.Address.Addr() != l.Address.Addr()
+	// An address pushed by the server while bound (IP sync: a renewal
+	// NAKed, then rediscovered) is always probed: DESIGN.md §4 wants an
+	// alarm when the new address is in use.
+	moved := prev != nil && newAddr
 	if (c.cfg.Probe && newAddr) || moved {
 		c.state, c.pending, c.deadline = StateProbing, &l, time.Time{}
 		return []Action{{Kind: ActProbe, Lease: &l}}
@@ -363,8 +371,13 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 
 func (c *Client) bind(l *Lease) []Action {
 	old := c.lease
+	if old == nil && c.lost != nil && c.lost.Address != l.Address {
+		// Re-addressed through a NAK: report what changed from the lost
+		// lease, whose address is already gone from the host.
+		old = c.lost
+	}
 	forced := c.forced
-	c.lease, c.pending, c.forced = l, nil, false
+	c.lease, c.pending, c.forced, c.lost = l, nil, false, nil
 	c.state = StateBound
 	c.deadline = l.Acquired.Add(l.T1)
 	a := Action{Kind: ActBind, Lease: l, Old: old}
@@ -381,11 +394,12 @@ func (c *Client) onNak(now time.Time, m *dhcpv4.DHCPv4) []Action {
 		return nil
 	}
 	// RFC 2131 §4.4.1/§3.2: a NAK sends the client back to INIT; an
-	// address it held is no longer valid.
+	// address it held is no longer valid and is removed before the client
+	// rediscovers.
 	var out []Action
 	if c.lease != nil {
 		out = append(out, Action{Kind: ActUnbind, Lease: c.lease, Fields: engine.Fields{"reason": "nak: " + m.Message()}})
-		c.lease = nil
+		c.lost, c.lease = c.lease, nil
 	}
 	c.cfg.Previous = netip.Addr{}
 	return append(out, c.discover(now)...)
@@ -527,7 +541,7 @@ func (c *Client) Release(now time.Time) []Action {
 	if c.cfg.GIAddr.IsValid() {
 		to = c.cfg.Server
 	}
-	c.lease, c.state, c.deadline = nil, StateReleased, time.Time{}
+	c.lease, c.lost, c.state, c.deadline = nil, nil, StateReleased, time.Time{}
 	return []Action{
 		{Kind: ActSend, Msg: m, To: to, ToMAC: mac},
 		{Kind: ActUnbind, Lease: l, Fields: engine.Fields{"reason": "released"}},

@@ -292,6 +292,11 @@ func TestIPSyncReservationMoves(t *testing.T) {
 	if l2.Address.Addr() != netip.MustParseAddr("192.0.2.61") {
 		t.Fatalf("after forcerenew: %s", l2.Address)
 	}
+	// RFC 2131 §4.3.2: the renewal of the old address is NAKed; the client
+	// removes it and rediscovers (issue #13 item 2).
+	if k := kinds(acts); len(k) < 3 || k[0] != ActEmit || k[1] != ActUnbind || acts[1].Lease.Address != l.Address {
+		t.Errorf("actions %v; want the old address unbound on the NAK before the new one is probed and bound", k)
+	}
 	var probed bool
 	for _, a := range acts {
 		probed = probed || a.Kind == ActProbe

@@ -396,9 +396,12 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 	if res != nil && res.Address != want {
 		if l, ok := s.leases[key]; ok && l.State == LeaseBound && l.Address == want && !sid.IsValid() {
 			// IP sync (DESIGN.md §4): the client's reservation moved while
-			// it was bound; its renewal is answered with the new address,
-			// which it compares with its own and applies.
-			return s.ack(req, s.poolOf(res.Address), res, res.Address, now, false)
+			// it was bound. Its renewal (or INIT-REBOOT) asks for an
+			// address it may no longer have, which RFC 2131 §4.3.2 NAKs:
+			// the client drops it and rediscovers (§4.4.1), so it gets the
+			// new one from INIT. An ACK with another yiaddr would leave a
+			// standard client with both addresses (dhcpcd keeps the old).
+			return s.nak(req, "reservation moved to "+res.Address.String()+"; rediscover")
 		}
 		return s.nak(req, "address reserved for another client")
 	}
@@ -466,8 +469,14 @@ func (s *Server) nak(req *dhcpv4.DHCPv4, why string) Reply {
 	m.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(s.cfg.ServerID.AsSlice())))
 	m.UpdateOption(dhcpv4.OptMessage(why))
 	m.YourIPAddr, m.ClientIPAddr = net.IPv4zero, net.IPv4zero
-	// RFC 2131 §4.1: a NAK without giaddr is broadcast.
+	// RFC 2131 §4.1 broadcasts a NAK without giaddr. A RENEWING or
+	// REBINDING client (ciaddr set) still holds ciaddr and may listen only
+	// there: dhcpcd, once bound, reads a socket bound to its address, which
+	// no broadcast reaches. Its NAK goes to ciaddr, as its ACK would.
 	to := netip.AddrPortFrom(bcast4, ClientPort)
+	if ci := ipFrom(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+		to = netip.AddrPortFrom(ci, ClientPort)
+	}
 	if gi := ipFrom(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		to = netip.AddrPortFrom(gi, ServerPort)
 		m.SetBroadcast()
