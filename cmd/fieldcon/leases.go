@@ -337,7 +337,8 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitUsage
 	}
 	n := nodes[0]
-	leases, err := readLeases(filepath.Join(leaseStateDir(&f, p), n.Name+".db"))
+	storePath := filepath.Join(leaseStateDir(&f, p), n.Name+".db")
+	leases, err := readLeases(storePath)
 	if err != nil {
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
 		return exitCode(err)
@@ -362,7 +363,21 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "fieldcon forcerenew: node %s has no server_id and no IPv4 address on %s to send from\n", n.Name, strings.Join(n.DHCPServer.Ifaces, ", "))
 		return exitFailure
 	}
-	raw, to, _, err := dhcp.BuildForceRenew(l, sid, time.Now())
+	// The replay detection value comes from the counter the running server
+	// shares (its store is locked): above all it and this command sent.
+	rc, err := dhcp.OpenReplayCounter(dhcp.ReplayCounterPath(storePath), 1)
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitCode(err)
+	}
+	defer rc.Close()
+	rc.AtLeast(l.Replay + 1)
+	replay, err := rc.Next()
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitFailure
+	}
+	raw, to, err := dhcp.BuildForceRenew(l, sid, replay)
 	if err != nil {
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
 		return exitFailure

@@ -144,6 +144,15 @@ type Client struct {
 	// rejects rate-limits dhcp.forcerenew.rejected: anyone on the path can
 	// send FORCERENEWs, and each costs only an HMAC to refuse.
 	rejects ratelimit.Window
+	// lost is the lease a NAK took (IP sync: the server NAKs the renewal
+	// of an address whose reservation moved); the next binding replaces it.
+	lost *Lease
+	// replay is the highest replay detection value seen from replayFrom
+	// (a server identifier), in ACKs and accepted FORCERENEWs: RFC 3118 §2's
+	// check is against it, so it only ever goes up, whatever a later ACK
+	// carries and across a lease lost to a NAK.
+	replay     uint64
+	replayFrom netip.Addr
 }
 
 // rejectEventsPerSecond is how many dhcp.forcerenew.rejected events a
@@ -169,6 +178,7 @@ func (c *Client) Deadline() time.Time { return c.deadline }
 // SetLease installs a lease known from before (e.g. restored), in BOUND.
 func (c *Client) SetLease(l *Lease) {
 	c.lease = l
+	c.seenReplay(l)
 	c.state = StateBound
 	c.deadline = l.Acquired.Add(l.T1)
 }
@@ -349,12 +359,18 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 	}
 	if c.lease != nil && l.Nonce == nil {
 		// RFC 6704 §3.2: the nonce is given once; renewals keep it.
-		l.Nonce, l.Replay = c.lease.Nonce, c.lease.Replay
+		l.Nonce = c.lease.Nonce
 	}
-	newAddr := c.lease == nil || c.lease.Address.Addr() != l.Address.Addr()
-	// An address pushed by the server while bound (IP sync) is always
-	// probed: DESIGN.md §4 wants an alarm when the new address is in use.
-	moved := c.lease != nil && newAddr
+	c.seenReplay(&l)
+	prev := c.lease
+	if prev == nil {
+		prev = c.lost
+	}
+	newAddr := prev == nil || prev.Address.Addr() != l.Address.Addr()
+	// An address pushed by the server while bound (IP sync: a renewal
+	// NAKed, then rediscovered) is always probed: DESIGN.md §4 wants an
+	// alarm when the new address is in use.
+	moved := prev != nil && newAddr
 	if (c.cfg.Probe && newAddr) || moved {
 		c.state, c.pending, c.deadline = StateProbing, &l, time.Time{}
 		return []Action{{Kind: ActProbe, Lease: &l}}
@@ -364,8 +380,13 @@ func (c *Client) onAck(now time.Time, m *dhcpv4.DHCPv4, src Source, rapid bool) 
 
 func (c *Client) bind(l *Lease) []Action {
 	old := c.lease
+	if old == nil && c.lost != nil && c.lost.Address != l.Address {
+		// Re-addressed through a NAK: report what changed from the lost
+		// lease, whose address is already gone from the host.
+		old = c.lost
+	}
 	forced := c.forced
-	c.lease, c.pending, c.forced = l, nil, false
+	c.lease, c.pending, c.forced, c.lost = l, nil, false, nil
 	c.state = StateBound
 	c.deadline = l.Acquired.Add(l.T1)
 	a := Action{Kind: ActBind, Lease: l, Old: old}
@@ -382,11 +403,12 @@ func (c *Client) onNak(now time.Time, m *dhcpv4.DHCPv4) []Action {
 		return nil
 	}
 	// RFC 2131 §4.4.1/§3.2: a NAK sends the client back to INIT; an
-	// address it held is no longer valid.
+	// address it held is no longer valid and is removed before the client
+	// rediscovers.
 	var out []Action
 	if c.lease != nil {
 		out = append(out, Action{Kind: ActUnbind, Lease: c.lease, Fields: engine.Fields{"reason": "nak: " + m.Message()}})
-		c.lease = nil
+		c.lost, c.lease = c.lease, nil
 	}
 	c.cfg.Previous = netip.Addr{}
 	return append(out, c.discover(now)...)
@@ -509,10 +531,23 @@ func (c *Client) forceRenew(now time.Time, raw []byte, src Source) []Action {
 		return reject(err)
 	}
 	c.lease.Replay = replay
+	c.seenReplay(c.lease)
 	c.forced = true
 	out := []Action{{Kind: ActEmit, Event: engine.KindForceRenewReceived,
 		Fields: engine.Fields{"from": addrString(src.IP), "server": c.lease.Server.String()}}}
 	return append(out, c.enter(now, StateRenewing)...)
+}
+
+// seenReplay raises the highest replay detection value seen from l's
+// server to l's, and l's to it: an ACK with a lower value (a server that
+// lost its counter, or `fieldcon forcerenew`'s values it did not see) never
+// lowers what a FORCERENEW must exceed.
+func (c *Client) seenReplay(l *Lease) {
+	if l.Server != c.replayFrom {
+		c.replay, c.replayFrom = 0, l.Server
+	}
+	c.replay = max(c.replay, l.Replay)
+	l.Replay = c.replay
 }
 
 // Release gives the lease back (RFC 2131 §4.4.6): RELEASE unicast to the
@@ -531,7 +566,7 @@ func (c *Client) Release(now time.Time) []Action {
 	if c.cfg.GIAddr.IsValid() {
 		to = c.cfg.Server
 	}
-	c.lease, c.state, c.deadline = nil, StateReleased, time.Time{}
+	c.lease, c.lost, c.state, c.deadline = nil, nil, StateReleased, time.Time{}
 	return []Action{
 		{Kind: ActSend, Msg: m, To: to, ToMAC: mac},
 		{Kind: ActUnbind, Lease: l, Fields: engine.Fields{"reason": "released"}},

@@ -215,6 +215,10 @@ func (r *ClientRole) unbind(env *engine.Env, a Action) {
 	if env.Store != nil {
 		env.Store.Delete(clientBucket, r.cfg.Iface)
 	}
+	// The kernel drops the pinned neighbour entry with the last address of
+	// its subnet (a NAK's rediscovery, IP sync): pin it again on the next
+	// binding.
+	r.pinned = ""
 	r.mu.Lock()
 	r.lease = nil
 	r.mu.Unlock()

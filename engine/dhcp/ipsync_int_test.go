@@ -117,19 +117,27 @@ func TestForceRenewAndPinning(t *testing.T) {
 		t.Errorf("cloud server %v", renewed[0].Fields["cloud_server"])
 	}
 
-	// The reservation moves → the client gets its new address by renewal,
-	// probes it, swaps only the address.
+	// The reservation moves → the server NAKs the renewal of the old
+	// address (RFC 2131 §4.3.2, issue #13 item 2); the client removes it,
+	// rediscovers, probes the new one and reports the move.
 	cfg.Reservations = []profiles.DHCPReservation{{ClientID: "ESN-F1", Address: profiles.Addr{Addr: netip.MustParseAddr("192.0.2.21")}}}
 	if _, err := srvRole.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
 	renewed = r.waitEvent("cli", engine.KindDHCPRenewed, 2, 3*time.Second)
-	if renewed[1].Fields["address"] != "192.0.2.21/24" {
+	changed, _ = renewed[1].Fields["changed"].(map[string]any)
+	if renewed[1].Fields["address"] != "192.0.2.21/24" || changed["address"] == nil {
 		t.Fatalf("second renewal %v", renewed[1].Fields)
 	}
-	addrs := r.ip("cli", "-4", "addr", "show", "dev", "eth0")
-	if !strings.Contains(addrs, "192.0.2.21/24") || strings.Contains(addrs, "192.0.2.20/24") {
-		t.Errorf("kernel addresses after the move:\n%s", addrs)
+	var removed bool
+	for _, e := range r.events("cli", engine.KindAddressRemoved) {
+		removed = removed || e.Fields["address"] == "192.0.2.20/24"
+	}
+	if !removed {
+		t.Errorf("the old address was not removed on the NAK")
+	}
+	if got := labtest.Addresses(t, r.netns("cli"), "eth0"); len(got) != 1 || got[0] != netip.MustParsePrefix("192.0.2.21/24") {
+		t.Errorf("kernel addresses after the move: %v; want exactly 192.0.2.21/24", got)
 	}
 
 	// Forged gratuitous ARP (reply and request form) for the server's

@@ -3,6 +3,7 @@ package dhcp
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -291,6 +292,11 @@ func TestIPSyncReservationMoves(t *testing.T) {
 	if l2.Address.Addr() != netip.MustParseAddr("192.0.2.61") {
 		t.Fatalf("after forcerenew: %s", l2.Address)
 	}
+	// RFC 2131 §4.3.2: the renewal of the old address is NAKed; the client
+	// removes it and rediscovers (issue #13 item 2).
+	if k := kinds(acts); len(k) < 3 || k[0] != ActEmit || k[1] != ActUnbind || acts[1].Lease.Address != l.Address {
+		t.Errorf("actions %v; want the old address unbound on the NAK before the new one is probed and bound", k)
+	}
 	var probed bool
 	for _, a := range acts {
 		probed = probed || a.Kind == ActProbe
@@ -450,5 +456,89 @@ func TestAckFromAnotherServerIgnored(t *testing.T) {
 		dhcpv4.WithLeaseTime(60))
 	if got := c.Receive(now, fake.ToBytes(), Source{IP: netip.MustParseAddr("192.0.2.2")}); len(got) != 0 || c.State() != StateRequesting {
 		t.Fatalf("ACK from another server accepted: %v, state %s", kinds(got), c.State())
+	}
+}
+
+// TestCapturedForceRenewIsRefused (issue #13 item 5): a FORCERENEW sent by
+// `fieldcon forcerenew` (built from a copy of the stored lease, as the CLI
+// does beside a running server) is accepted once; after the renewal it
+// triggers, the same bytes sent again are refused, even when the server's
+// ACK carries a lower replay value.
+func TestCapturedForceRenewIsRefused(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name   string
+		server func() (uint64, error)
+	}{
+		{"shared counter", nil},
+		// A server whose values are below the CLI's (an older server, or
+		// one whose counter file was lost): the client must not go down.
+		{"lower server values", func() (uint64, error) { return 7, nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "srv.db.rdm")
+			srvRC, cliRC := openCounter(t, path, 64), openCounter(t, path, 1)
+			s := testServer(nil)
+			s.UseReplayCounter(srvRC.Next)
+			if tc.server != nil {
+				s.UseReplayCounter(tc.server)
+			}
+			id := []byte("\x00ESN-P")
+			c := NewClient(ClientConfig{MAC: cliMAC, ClientID: id, NonceCapable: true})
+			bound(t, exchange(t, s, c, now, c.Start(now)))
+			sl, _ := s.Lease(ClientKey(id, cliMAC))
+			v, err := cliRC.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _, err := BuildForceRenew(sl, srvAddr, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acts := c.Receive(now, raw, Source{MAC: srvMAC, IP: srvAddr})
+			if len(acts) != 2 || acts[0].Event != engine.KindForceRenewReceived {
+				t.Fatalf("first forcerenew: %+v", acts)
+			}
+			bound(t, exchange(t, s, c, now, acts[1:]))
+			assertRejected(t, c, now.Add(time.Second), raw, "captured forcerenew replayed after the renewal")
+		})
+	}
+}
+
+func openCounter(t *testing.T, path string, block uint64) *ReplayCounter {
+	t.Helper()
+	rc, err := OpenReplayCounter(path, block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
+}
+
+// TestForceRenewCarriesLastXID (issue #13 item 1): a FORCERENEW carries the
+// xid of the lease's last ACK (dhcpcd drops one with any other xid), the
+// stored lease keeps it, and it follows the client's renewals.
+func TestForceRenewCarriesLastXID(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := testServer(nil)
+	id := []byte("\x00ESN-X")
+	c := NewClient(ClientConfig{MAC: cliMAC, ClientID: id, NonceCapable: true})
+	key := ClientKey(id, cliMAC)
+	acts := c.Start(now)
+	for i := 0; i < 3; i++ {
+		bound(t, exchange(t, s, c, now, acts))
+		sl, _ := s.Lease(key)
+		if sl.XID != c.xid {
+			t.Fatalf("exchange %d: stored xid %s; the client's last exchange was %s", i, sl.XID, c.xid)
+		}
+		raw, _, _, err := s.ForceRenew(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := dhcpv4.FromBytes(raw)
+		if m.TransactionID != c.xid {
+			t.Fatalf("exchange %d: forcerenew xid %s; want %s", i, m.TransactionID, c.xid)
+		}
+		acts = c.Receive(now, raw, Source{MAC: srvMAC, IP: srvAddr})[1:]
 	}
 }

@@ -78,10 +78,15 @@ type ServerLease struct {
 	CircuitID   string     `json:"circuit_id,omitempty"`
 	RemoteID    string     `json:"remote_id,omitempty"`
 	CloudServer netip.Addr `json:"cloud_server,omitempty"`
-	// Nonce and Replay are the RFC 6704 key and last replay-detection
-	// counter used toward this client; they must survive a restart.
+	// Nonce is the RFC 6704 key given to this client, which must survive
+	// a restart; Replay the last replay detection value sent to it (the
+	// values come from the server's ReplayCounter).
 	Nonce  []byte `json:"nonce,omitempty"`
 	Replay uint64 `json:"replay,omitempty"`
+	// XID is the transaction id of the last ACK. A FORCERENEW carries it:
+	// RFC 3203 does not say which xid to use, and dhcpcd drops a message
+	// whose xid is not the one of its last exchange.
+	XID dhcpv4.TransactionID `json:"xid"`
 }
 
 // Reply is what the server answers to one request: the message (nil for
@@ -107,6 +112,9 @@ type Server struct {
 	// cursor is where the next free-address scan of a pool (by its start)
 	// begins.
 	cursor map[netip.Addr]netip.Addr
+	// replay hands out the replay detection values of ACKs with a nonce
+	// and of FORCERENEWs (see ReplayCounter).
+	replay func() (uint64, error)
 }
 
 // NewServer returns a server with no leases; Restore loads stored ones.
@@ -119,8 +127,24 @@ func NewServer(cfg ServerConfig) *Server {
 			cfg.Pools[i].LeaseTime = time.Hour
 		}
 	}
-	return &Server{cfg: cfg, leases: map[string]*ServerLease{}, byAddr: map[netip.Addr]string{}, cursor: map[netip.Addr]netip.Addr{}}
+	return &Server{cfg: cfg, leases: map[string]*ServerLease{}, byAddr: map[netip.Addr]string{}, cursor: map[netip.Addr]netip.Addr{},
+		replay: clockReplay()}
 }
+
+// clockReplay is the replay detection counter of a server without a
+// counter file: the clock in nanoseconds, or the last value + 1 when the
+// clock is behind (RFC 3118 §2: strictly increasing).
+func clockReplay() func() (uint64, error) {
+	var last uint64
+	return func() (uint64, error) {
+		last = max(last+1, uint64(max(time.Now().UnixNano(), 0)))
+		return last, nil
+	}
+}
+
+// UseReplayCounter makes next the source of replay detection values (a
+// ReplayCounter's Next, shared with `fieldcon forcerenew`).
+func (s *Server) UseReplayCounter(next func() (uint64, error)) { s.replay = next }
 
 // Config returns the configuration.
 func (s *Server) Config() ServerConfig { return s.cfg }
@@ -496,9 +520,12 @@ func (s *Server) request(req *dhcpv4.DHCPv4, link []netip.Prefix, now time.Time)
 	if res != nil && res.Address != want {
 		if l, ok := s.leases[key]; ok && l.State == LeaseBound && l.Address == want && !sid.IsValid() {
 			// IP sync (DESIGN.md §4): the client's reservation moved while
-			// it was bound; its renewal is answered with the new address,
-			// which it compares with its own and applies.
-			return s.ack(req, s.poolOf(res.Address), res, res.Address, now, false)
+			// it was bound. Its renewal (or INIT-REBOOT) asks for an
+			// address it may no longer have, which RFC 2131 §4.3.2 NAKs:
+			// the client drops it and rediscovers (§4.4.1), so it gets the
+			// new one from INIT. An ACK with another yiaddr would leave a
+			// standard client with both addresses (dhcpcd keeps the old).
+			return s.nak(req, "reservation moved to "+res.Address.String()+"; rediscover")
 		}
 		return s.nak(req, "address reserved for another client")
 	}
@@ -515,9 +542,23 @@ func (s *Server) ack(req *dhcpv4.DHCPv4, p *Pool, res *Reservation, addr netip.A
 	prev, had := s.leases[key]
 	extends := had && prev.State == LeaseBound && !now.After(prev.Expiry) && prev.Address.IsValid() &&
 		ipFrom(req.ClientIPAddr) == prev.Address
+	withNonce := s.cfg.ForceRenewNonce && nonceCapable(req)
+	giveKey := withNonce && (!extends || len(prev.Nonce) != nonceLen)
+	var replay uint64
+	if giveKey {
+		// Taken first: without a value no promise is made (the client
+		// retransmits).
+		var err error
+		if replay, err = s.replay(); err != nil {
+			return Reply{Silence: "replay counter unavailable"}
+		}
+	}
 	l := s.record(req, key, addr)
 	l.Address, l.State, l.Start, l.Expiry = addr, LeaseBound, now, now.Add(p.LeaseTime)
 	l.Hostname = req.HostName()
+	// RFC 6704 §3.2 / dhcpcd: a FORCERENEW carries the xid of the client's
+	// last exchange, so the xid of every ACK is kept with the lease.
+	l.XID = req.TransactionID
 	if gi := giaddrOf(req); !extends || (gi.IsValid() && gi != l.Address) {
 		// Where the binding lives is where it was made; the holder's own
 		// unicast renewals, which bypass the relay, do not move it.
@@ -540,13 +581,16 @@ func (s *Server) ack(req *dhcpv4.DHCPv4, p *Pool, res *Reservation, addr netip.A
 	// keeps the key it has. A binding that has no key yet (FORCERENEW just
 	// enabled) gets its first one in a renewal, sent to its address.
 	switch {
-	case !s.cfg.ForceRenewNonce || !nonceCapable(req):
+	case !withNonce:
 		if !extends {
 			l.Nonce = nil
 		}
-	case !extends || len(l.Nonce) != nonceLen:
+	case giveKey:
 		l.Nonce = make([]byte, nonceLen)
 		rand.Read(l.Nonce)
+		// A fresh value from the shared counter, above the last
+		// FORCERENEW's: a client (dhcpcd) checks the ACK's value too.
+		l.Replay = replay
 		m.UpdateOption(NonceOption(l.Replay, l.Nonce))
 	}
 	c := *l
@@ -564,8 +608,14 @@ func (s *Server) nak(req *dhcpv4.DHCPv4, why string) Reply {
 	m.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(s.cfg.ServerID.AsSlice())))
 	m.UpdateOption(dhcpv4.OptMessage(why))
 	m.YourIPAddr, m.ClientIPAddr = net.IPv4zero, net.IPv4zero
-	// RFC 2131 §4.1: a NAK without giaddr is broadcast.
+	// RFC 2131 §4.1 broadcasts a NAK without giaddr. A RENEWING or
+	// REBINDING client (ciaddr set) still holds ciaddr and may listen only
+	// there: dhcpcd, once bound, reads a socket bound to its address, which
+	// no broadcast reaches. Its NAK goes to ciaddr, as its ACK would.
 	to := netip.AddrPortFrom(bcast4, ClientPort)
+	if ci := ipFrom(req.ClientIPAddr); ci.IsValid() && !ci.IsUnspecified() {
+		to = netip.AddrPortFrom(ci, ClientPort)
+	}
 	if gi := ipFrom(req.GatewayIPAddr); gi.IsValid() && !gi.IsUnspecified() {
 		to = netip.AddrPortFrom(gi, ServerPort)
 		m.SetBroadcast()
@@ -696,13 +746,17 @@ func (s *Server) Entitled(l ServerLease) (netip.Addr, netip.Addr) {
 
 // ForceRenew builds a signed FORCERENEW for a bound lease (RFC 3203 §4,
 // RFC 6704 §3.3) and returns the raw message, the address to send it to and
-// the lease with its replay counter advanced, which must be stored first.
+// the lease with the replay value it carries.
 func (s *Server) ForceRenew(key string) ([]byte, netip.AddrPort, *ServerLease, error) {
 	l, ok := s.leases[key]
 	if !ok {
 		return nil, netip.AddrPort{}, nil, errNotBound(key)
 	}
-	raw, to, replay, err := BuildForceRenew(*l, s.cfg.ServerID, time.Now())
+	replay, err := s.replay()
+	if err != nil {
+		return nil, netip.AddrPort{}, nil, err
+	}
+	raw, to, err := BuildForceRenew(*l, s.cfg.ServerID, replay)
 	if err != nil {
 		return nil, netip.AddrPort{}, nil, err
 	}
@@ -712,40 +766,33 @@ func (s *Server) ForceRenew(key string) ([]byte, netip.AddrPort, *ServerLease, e
 }
 
 // BuildForceRenew signs a FORCERENEW for a stored lease: unicast to the
-// client's address, port 68, keyed by the lease's nonce. It returns the
-// replay value used.
-func BuildForceRenew(l ServerLease, serverID netip.Addr, now time.Time) ([]byte, netip.AddrPort, uint64, error) {
+// client's address, port 68, with the xid of the lease's last ACK, keyed by
+// the lease's nonce, with the replay detection value replay (the next
+// value of the server's ReplayCounter).
+func BuildForceRenew(l ServerLease, serverID netip.Addr, replay uint64) ([]byte, netip.AddrPort, error) {
 	if l.State != LeaseBound {
-		return nil, netip.AddrPort{}, 0, errNotBound(l.Key)
+		return nil, netip.AddrPort{}, errNotBound(l.Key)
 	}
 	if len(l.Nonce) != nonceLen {
-		return nil, netip.AddrPort{}, 0, errNoNonce(l.Key)
+		return nil, netip.AddrPort{}, errNoNonce(l.Key)
 	}
 	mac, err := net.ParseMAC(l.MAC)
 	if err != nil {
-		return nil, netip.AddrPort{}, 0, fmt.Errorf("lease %s: %w", l.Key, err)
+		return nil, netip.AddrPort{}, fmt.Errorf("lease %s: %w", l.Key, err)
 	}
-	m, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(MessageTypeForceRenew))
+	m, _ := dhcpv4.New(dhcpv4.WithHwAddr(mac), dhcpv4.WithMessageType(MessageTypeForceRenew),
+		dhcpv4.WithTransactionID(l.XID))
 	m.OpCode = dhcpv4.OpcodeBootReply
 	m.ClientIPAddr = net.IP(l.Address.AsSlice())
 	m.UpdateOption(dhcpv4.OptServerIdentifier(net.IP(serverID.AsSlice())))
 	if id, err := hex.DecodeString(l.ClientID); err == nil && len(id) > 0 {
 		m.UpdateOption(dhcpv4.OptClientIdentifier(id))
 	}
-	replay := NextReplay(l.Replay, now)
 	raw, err := SignForceRenew(m, replay, l.Nonce)
 	if err != nil {
-		return nil, netip.AddrPort{}, 0, err
+		return nil, netip.AddrPort{}, err
 	}
-	return raw, netip.AddrPortFrom(l.Address, ClientPort), replay, nil
-}
-
-// NextReplay is the replay-detection value for the next FORCERENEW: the
-// clock in nanoseconds, or last+1 when the clock is behind (RFC 3118 §2: any
-// monotonically increasing value). Clock-based values let `fieldcon
-// forcerenew` and the running server both send without sharing a counter.
-func NextReplay(last uint64, now time.Time) uint64 {
-	return max(last+1, uint64(now.UnixNano()))
+	return raw, netip.AddrPortFrom(l.Address, ClientPort), nil
 }
 
 type errNotBound string

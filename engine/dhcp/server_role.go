@@ -23,6 +23,10 @@ import (
 // LeaseBucket is the store bucket of a server's leases (key: ClientKey).
 const LeaseBucket = "dhcp.leases"
 
+// replayBlock is how many replay detection values a server reserves in its
+// counter file at a time: one fsync per this many ACKs and FORCERENEWs.
+const replayBlock = 4096
+
 // ServerRole is the dhcp_server role.
 type ServerRole struct {
 	cfg profiles.DHCPServer
@@ -154,9 +158,22 @@ func (r *ServerRole) Run(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return fmt.Errorf("dhcp server: load leases from %s: %w", env.Store.Path(), err)
 	}
+	rc, err := OpenReplayCounter(ReplayCounterPath(env.Store.Path()), replayBlock)
+	if err != nil {
+		return fmt.Errorf("dhcp server: %w", err)
+	}
+	defer rc.Close()
 	for _, l := range leases {
 		srv.Restore(l)
+		rc.AtLeast(l.Replay + 1)
 	}
+	srv.UseReplayCounter(func() (uint64, error) {
+		v, err := rc.Next()
+		if err != nil {
+			env.Error(fmt.Errorf("dhcp server: no replay detection value for an ACK or FORCERENEW: %w", err))
+		}
+		return v, err
+	})
 	env.Progress.Done("leases loaded")
 	r.mu.Lock()
 	r.srv, r.env, r.conns = srv, env, map[string]engine.UDPConn{}
