@@ -24,6 +24,40 @@ type Problem struct {
 	Line, Col int
 	// Msg says what is wrong and what would be valid.
 	Msg string
+	// kind groups problems of one sort (the message's format) so that a
+	// long array wrong in one way is reported a few times, not once per
+	// element.
+	kind string
+}
+
+// maxRepeats is how many problems of one kind a check lists before it
+// summarises the rest in one line.
+const maxRepeats = 5
+
+// capRepeats keeps the first maxRepeats problems of each kind and replaces
+// the rest by the first of them, saying how many more there are.
+func capRepeats(ps Problems) Problems {
+	count := map[string]int{}
+	first := map[string]int{} // kind → index in out of its summary line
+	out := make(Problems, 0, min(len(ps), 64))
+	for _, p := range ps {
+		k := p.kind
+		if k == "" {
+			k = p.Msg
+		}
+		count[k]++
+		switch n := count[k]; {
+		case n <= maxRepeats:
+			out = append(out, p)
+		case n == maxRepeats+1:
+			first[k] = len(out)
+			out = append(out, Problem{File: p.File, Line: p.Line, Col: p.Col, Msg: p.Msg, kind: k})
+		}
+	}
+	for k, i := range first {
+		out[i].Msg = fmt.Sprintf("%s (and %d more like it from here on, not listed)", out[i].Msg, count[k]-maxRepeats-1)
+	}
+	return out
 }
 
 func (p Problem) Error() string {
@@ -84,6 +118,9 @@ func EmbeddedSource(name string) ([]byte, error) {
 
 // Parse decodes and validates a profile; file names it in errors.
 func Parse(file string, data []byte) (*Profile, error) {
+	if ps := textKindProblems(file, data); len(ps) > 0 {
+		return nil, capRepeats(ps)
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var p Profile
@@ -102,7 +139,7 @@ func Parse(file string, data []byte) (*Profile, error) {
 	v := &validator{file: file, idx: idx}
 	v.profile(&p)
 	if len(v.problems) > 0 {
-		return nil, v.problems
+		return nil, capRepeats(v.problems)
 	}
 	return &p, nil
 }
@@ -154,10 +191,10 @@ func decodeProblems(file string, data []byte, err error) error {
 		for _, e := range strict.Errors {
 			line, col := e.Position()
 			key := strings.Join(e.Key(), ".")
-			ps = append(ps, Problem{File: file, Line: line, Col: col,
+			ps = append(ps, Problem{File: file, Line: line, Col: col, kind: "unknown key",
 				Msg: fmt.Sprintf("unknown key %q; %s", key, validKeysHint(e.Key()))})
 		}
-		return ps
+		return capRepeats(ps)
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {

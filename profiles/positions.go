@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -9,16 +10,43 @@ import (
 
 // positions maps a value's path ("node[1].static.routes[0].via") to where it
 // stands in the file, so validation errors after decoding can still name
-// file:line:col.
+// file:line:col. It keeps byte offsets and turns one into a line and column
+// only when an error needs it: go-toml's Parser.Shape counts lines from the
+// start of the file for every call, which made indexing a long array
+// quadratic.
 type positions struct {
-	at map[string]unstable.Position
+	at    map[string]int
+	lines lineStarts
+}
+
+// lineStarts holds the offset of the first byte of every line.
+type lineStarts []int
+
+func newLineStarts(data []byte) lineStarts {
+	ls := lineStarts{0}
+	for i, b := range data {
+		if b == '\n' {
+			ls = append(ls, i+1)
+		}
+	}
+	return ls
+}
+
+// position returns the 1-based line and byte column of offset, as go-toml
+// counts them.
+func (ls lineStarts) position(offset int) (line, col int) {
+	i := sort.Search(len(ls), func(i int) bool { return ls[i] > offset }) - 1
+	if i < 0 {
+		i = 0
+	}
+	return i + 1, offset - ls[i] + 1
 }
 
 // lookup returns the position of path, or of its nearest recorded parent.
 func (p positions) lookup(path string) (line, col int) {
 	for path != "" {
-		if pos, ok := p.at[path]; ok {
-			return pos.Line, pos.Column
+		if off, ok := p.at[path]; ok {
+			return p.lines.position(off)
 		}
 		i := strings.LastIndexAny(path, ".[")
 		if i < 0 {
@@ -30,7 +58,7 @@ func (p positions) lookup(path string) (line, col int) {
 }
 
 func indexPositions(data []byte) (positions, error) {
-	idx := positions{at: map[string]unstable.Position{}}
+	idx := positions{at: map[string]int{}, lines: newLineStarts(data)}
 	arrays := map[string]int{} // resolved array-of-tables path → count
 	var p unstable.Parser
 	p.Reset(data)
@@ -42,15 +70,15 @@ func indexPositions(data []byte) (positions, error) {
 			keys, first := keyParts(e.Key())
 			current = resolve(arrays, keys, e.Kind == unstable.ArrayTable)
 			if first != nil {
-				idx.at[current] = p.Shape(first.Raw).Start
+				idx.at[current] = int(first.Raw.Offset)
 			}
 		case unstable.KeyValue:
 			keys, first := keyParts(e.Key())
 			path := join(current, strings.Join(keys, "."))
 			if first != nil {
-				idx.at[path] = p.Shape(first.Raw).Start
+				idx.at[path] = int(first.Raw.Offset)
 			}
-			idx.value(&p, path, e.Value())
+			idx.value(path, e.Value())
 		}
 	}
 	if err := p.Error(); err != nil {
@@ -60,9 +88,9 @@ func indexPositions(data []byte) (positions, error) {
 }
 
 // value records the positions of a value and of what it contains.
-func (idx positions) value(p *unstable.Parser, path string, v *unstable.Node) {
+func (idx positions) value(path string, v *unstable.Node) {
 	if v.Raw.Length > 0 {
-		idx.at[path] = p.Shape(v.Raw).Start
+		idx.at[path] = int(v.Raw.Offset)
 	}
 	switch v.Kind {
 	case unstable.Array:
@@ -72,7 +100,7 @@ func (idx positions) value(p *unstable.Parser, path string, v *unstable.Node) {
 			if n.Kind == unstable.Comment {
 				continue
 			}
-			idx.value(p, fmt.Sprintf("%s[%d]", path, i), n)
+			idx.value(fmt.Sprintf("%s[%d]", path, i), n)
 			i++
 		}
 	case unstable.InlineTable:
@@ -84,9 +112,9 @@ func (idx positions) value(p *unstable.Parser, path string, v *unstable.Node) {
 			keys, first := keyParts(kv.Key())
 			sub := join(path, strings.Join(keys, "."))
 			if first != nil {
-				idx.at[sub] = p.Shape(first.Raw).Start
+				idx.at[sub] = int(first.Raw.Offset)
 			}
-			idx.value(p, sub, kv.Value())
+			idx.value(sub, kv.Value())
 		}
 	}
 }

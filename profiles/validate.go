@@ -16,7 +16,7 @@ type validator struct {
 
 func (v *validator) errorf(path, format string, args ...any) {
 	line, col := v.idx.lookup(path)
-	v.problems = append(v.problems, Problem{File: v.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)})
+	v.problems = append(v.problems, Problem{File: v.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...), kind: format})
 }
 
 var nodeName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
