@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -13,15 +12,15 @@ import (
 )
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("check PROFILE", stderr)
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("check", stdout, stderr)
+	if code, ok := fs.parse(args); !ok {
+		return code
+	}
+	if fs.nArg() != 1 {
+		fs.usageError("name one profile: a file path or an embedded profile's name")
 		return exitUsage
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: fieldcon check PROFILE   (a file path or an embedded profile's name)")
-		return exitUsage
-	}
-	p, err := profiles.Load(fs.Arg(0))
+	p, err := profiles.Load(fs.arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
@@ -52,6 +51,14 @@ func roleNames(n *profiles.Node) []string {
 }
 
 func cmdProfiles(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("profiles", stdout, stderr)
+	if code, ok := fs.parse(args); !ok {
+		return code
+	}
+	if fs.nArg() > 0 {
+		fs.usageError(fmt.Sprintf("unexpected argument %q", fs.arg(0)))
+		return exitUsage
+	}
 	for _, name := range profiles.Embedded() {
 		p, err := profiles.Load(name)
 		if err != nil {
@@ -61,11 +68,4 @@ func cmdProfiles(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stdout, "%-12s %s\n", name, p.Description)
 	}
 	return exitOK
-}
-
-// newFlags returns a flag set that prints its usage to stderr.
-func newFlags(usage string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("fieldcon "+usage, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -30,14 +31,18 @@ import (
 // `-p PROFILE [--lab]` opens any profile, on real interfaces or in its lab.
 func cmdConsole(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f siteFlags
-	fs := newFlags("[-p PROFILE] [--lab]", stderr)
-	f.register(fs)
-	exportDir := fs.String("export-dir", "", "where `w` in the trace view writes pcapng files (default: the working directory)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	var exportDir string
+	fs := newFlags("console", stdout, stderr)
+	t := runTexts()
+	t.profile = "the profile to open: a file path or an embedded profile's name (default: the embedded demo, in its lab)"
+	t.lab = "run the nodes in the profile's lab namespaces; the lab is built if it is not up, and then removed when the console ends"
+	f.register(fs, t)
+	fs.stringVar(&exportDir, "export-dir", "DIR", "where w in the trace view writes pcapng files (default: the working directory)")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fieldcon: unexpected argument %q (subcommands: run, lab, check, profiles, trace, version)\n", fs.Arg(0))
+	if fs.nArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon: unexpected argument %q (the commands are: %s; `fieldcon help` lists them)\n", fs.arg(0), strings.Join(commandNames(), ", "))
 		return exitUsage
 	}
 	if f.profile == "" {
@@ -53,7 +58,7 @@ func cmdConsole(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			f.profile, profileArgs(f), f.profile)
 		return exitUsage
 	}
-	return runConsole(ctx, &f, *exportDir, out, stderr)
+	return runConsole(ctx, &f, exportDir, out, stderr)
 }
 
 func labFlag(on bool) string {
@@ -97,6 +102,9 @@ func runConsole(ctx context.Context, f *siteFlags, exportDir string, out *os.Fil
 			return exitUsage
 		}
 		return exitFailure
+	}
+	if n := sess.note(); n != "" {
+		fmt.Fprintln(stderr, "fieldcon: "+n)
 	}
 	ectx, stopEngine := context.WithCancel(ctx)
 	defer stopEngine()

@@ -20,20 +20,34 @@ func labNameFlag(f siteFlags) string {
 }
 
 func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var (
+		f      siteFlags
+		asJSON bool
+	)
+	fs := newFlags("lab", stdout, stderr)
+	f.register(fs, siteTexts{
+		profile: "the profile whose lab it is: a file path or an embedded profile's name",
+		labName: "the lab's name, whose namespaces are fc-NAME-NODE (default: the profile's name)",
+	})
+	fs.boolVar(&asJSON, "json", "print the lab as JSON (up, status)")
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: fieldcon lab up|down|status -p PROFILE [--lab-name NAME] [--json]")
+		fs.usageError("say up, down or status")
 		return exitUsage
 	}
 	verb := args[0]
-	var f siteFlags
-	fs := newFlags("lab "+verb+" -p PROFILE [--json]", stderr)
-	f.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
+	if verb[0] == '-' {
+		// Flags before the verb: only for the help, which needs none.
+		if code, ok := fs.parse(args); !ok {
+			return code
+		}
+		fs.usageError("say up, down or status before the flags")
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fieldcon lab %s: unexpected argument %q\n", verb, fs.Arg(0))
+	if code, ok := fs.parse(args[1:]); !ok {
+		return code
+	}
+	if fs.nArg() > 0 {
+		fmt.Fprintf(stderr, "fieldcon lab %s: unexpected argument %q\n", verb, fs.arg(0))
 		return exitUsage
 	}
 	p, err := f.loadProfile()
@@ -65,7 +79,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		defer unlock()
-		if l, err = lab.Up(ctx, p, name); err == nil && f.stateDir == "" {
+		if l, err = lab.Up(ctx, p, name); err == nil {
 			err = resetLabState(p, name)
 		}
 	case "down":
@@ -83,7 +97,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if up {
 			err = lab.Down(name)
 		}
-		if err == nil && f.stateDir == "" {
+		if err == nil {
 			err = resetLabState(p, name)
 		}
 		if err == nil {
@@ -109,7 +123,7 @@ func cmdLab(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fieldcon: lab %s: %v\n", verb, err)
 		return exitFailure
 	}
-	if *asJSON {
+	if asJSON {
 		json.NewEncoder(stdout).Encode(l)
 		return exitOK
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/fieldcon/fieldcon/drivers/linux"
 	"github.com/fieldcon/fieldcon/engine"
 	"github.com/fieldcon/fieldcon/engine/dhcp"
-	"github.com/fieldcon/fieldcon/engine/site"
 	"github.com/fieldcon/fieldcon/engine/store"
 	"github.com/fieldcon/fieldcon/profiles"
 )
@@ -55,17 +54,26 @@ func rowOf(node string, l dhcp.ServerLease) leaseRow {
 // cmdLeases lists the DHCP leases of a profile's servers, read from their
 // stores (DESIGN.md: leases live in the embedded store).
 func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var f siteFlags
-	fs := newFlags("leases -p PROFILE [--node N] [--lab] [--state DIR] [--json] [--stats]", stderr)
-	f.register(fs)
-	asJSON := fs.Bool("json", false, "print one JSON lease per line")
-	all := fs.Bool("all", false, "include released, expired and declined leases")
-	stats := fs.Bool("stats", false, "print each server's counters instead (messages received, undecodable and malformed input, replies, silences by reason)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	var (
+		f                  siteFlags
+		asJSON, all, stats bool
+	)
+	fs := newFlags("leases", stdout, stderr)
+	f.register(fs, siteTexts{
+		profile:  "the profile the server runs: a file path or an embedded profile's name",
+		node:     "show only this dhcp_server node's leases (repeatable; default: every dhcp_server node)",
+		nodeMeta: "SERVER",
+		lab:      "read the server that runs in the profile's lab (without --lab: the one on this machine's interfaces)",
+		state:    runningState,
+	})
+	fs.boolVar(&all, "all", "include released, expired and declined leases")
+	fs.boolVar(&asJSON, "json", "print one JSON lease per line")
+	fs.boolVar(&stats, "stats", "print each server's counters instead (messages received, undecodable and malformed input, replies, silences by reason)")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fieldcon leases: unexpected argument %q\n", fs.Arg(0))
+	if fs.nArg() > 0 {
+		fs.usageError(fmt.Sprintf("unexpected argument %q", fs.arg(0)))
 		return exitUsage
 	}
 	p, err := f.loadProfile()
@@ -78,19 +86,30 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "fieldcon leases:", err)
 		return exitUsage
 	}
-	stateDir := leaseStateDir(&f, p)
-	if *stats {
-		return printStats(nodes, stateDir, *asJSON, stdout, stderr)
+	stores := map[string]string{}
+	for _, n := range nodes {
+		s, err := f.findServerStore("leases", p, n.Name)
+		if err != nil {
+			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
+			return exitCode(err)
+		}
+		if s.note != "" {
+			fmt.Fprintln(stderr, "fieldcon leases: "+s.note)
+		}
+		stores[n.Name] = filepath.Join(s.dir, n.Name+".db")
+	}
+	if stats {
+		return printStats(nodes, stores, asJSON, stdout, stderr)
 	}
 	var rows []leaseRow
 	for _, n := range nodes {
-		leases, err := readLeases(filepath.Join(stateDir, n.Name+".db"))
+		leases, err := readLeases(stores[n.Name])
 		if err != nil {
 			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
 			return exitCode(err)
 		}
 		for _, l := range leases {
-			if *all || l.State == dhcp.LeaseBound || l.State == dhcp.LeaseOffered {
+			if all || l.State == dhcp.LeaseBound || l.State == dhcp.LeaseOffered {
 				rows = append(rows, rowOf(n.Name, l))
 			}
 		}
@@ -101,7 +120,7 @@ func cmdLeases(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return rows[i].Address.Less(rows[j].Address)
 	})
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, r := range rows {
 			enc.Encode(r)
@@ -165,17 +184,6 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-func leaseStateDir(f *siteFlags, p *profiles.Profile) string {
-	if f.stateDir != "" {
-		return f.stateDir
-	}
-	labName := ""
-	if f.useLab {
-		labName = f.lab(p)
-	}
-	return site.DefaultStateDir(p, labName)
-}
-
 // readLeases loads a server's leases. A running server holds its store
 // locked, so its file is copied and the copy read: bbolt opens the copy at
 // the newest meta page whose checksum holds, normally the server's last
@@ -225,10 +233,10 @@ type statsRow struct {
 
 // printStats prints the counters each server stored (DHCP servers keep them
 // in their store while they run, written at every sweep).
-func printStats(nodes []*profiles.Node, stateDir string, asJSON bool, stdout, stderr io.Writer) int {
+func printStats(nodes []*profiles.Node, stores map[string]string, asJSON bool, stdout, stderr io.Writer) int {
 	var rows []statsRow
 	for _, n := range nodes {
-		st, done, err := openServerStore(filepath.Join(stateDir, n.Name+".db"))
+		st, done, err := openServerStore(stores[n.Name])
 		if err != nil {
 			fmt.Fprintf(stderr, "fieldcon leases: node %s: %v\n", n.Name, err)
 			return exitCode(err)
@@ -317,13 +325,19 @@ func copyToTemp(path string) (string, error) {
 // kept with the client's lease. The client renews and applies what changed.
 func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f siteFlags
-	fs := newFlags("forcerenew -p PROFILE --node SERVER [--lab] [--state DIR] CLIENT (address, client key or ESN)", stderr)
-	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	fs := newFlags("forcerenew", stdout, stderr)
+	f.register(fs, siteTexts{
+		profile:  "the profile the server runs: a file path or an embedded profile's name",
+		node:     "the dhcp_server node whose client to push (required)",
+		nodeMeta: "SERVER",
+		lab:      "reach the server inside the profile's lab, sending from its namespace (the lab must be up; without --lab: this machine's interfaces)",
+		state:    "the state directory the running server was run with, whose lease holds the client's nonce (default: the one of the fieldcon that runs SERVER — fieldcon run, the console or trace --run)",
+	})
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "fieldcon forcerenew: name one client: its address, its client key (from `fieldcon leases`) or its ESN")
+	if fs.nArg() != 1 {
+		fs.usageError("name one client: its address, its client key (from `fieldcon leases`), its ESN or its MAC")
 		return exitUsage
 	}
 	p, err := f.loadProfile()
@@ -337,15 +351,30 @@ func cmdForceRenew(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitUsage
 	}
 	n := nodes[0]
-	storePath := filepath.Join(leaseStateDir(&f, p), n.Name+".db")
+	s, err := f.findServerStore("forcerenew", p, n.Name, fs.arg(0))
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
+		return exitCode(err)
+	}
+	if s.note != "" {
+		fmt.Fprintln(stderr, "fieldcon forcerenew: "+s.note)
+	}
+	if s.running == nil && f.stateDir == "" {
+		// Its stored leases may hold the nonce, but nobody would answer
+		// the renewal the FORCERENEW asks for (RFC 3203 §3).
+		fmt.Fprintf(stderr, "fieldcon forcerenew: node %s's server is not running, so the client's renewal would go unanswered; start it (`fieldcon run -p %s%s`), or give --state %s to push from its stored leases anyway\n",
+			n.Name, f.profile, labFlag(f.useLab)+labNameFlag(f), s.dir)
+		return exitFailure
+	}
+	storePath := filepath.Join(s.dir, n.Name+".db")
 	leases, err := readLeases(storePath)
 	if err != nil {
 		fmt.Fprintln(stderr, "fieldcon forcerenew:", err)
 		return exitCode(err)
 	}
-	l, ok := findLease(leases, fs.Arg(0))
+	l, ok := findLease(leases, fs.arg(0))
 	if !ok {
-		fmt.Fprintf(stderr, "fieldcon forcerenew: no bound lease matches %q; `fieldcon leases %s` lists them\n", fs.Arg(0), strings.Join(f.asArgs(), " "))
+		fmt.Fprintf(stderr, "fieldcon forcerenew: no bound lease matches %q; `fieldcon leases %s` lists them\n", fs.arg(0), strings.Join(f.asArgs(), " "))
 		return exitFailure
 	}
 	netns := ""

@@ -17,7 +17,6 @@ import (
 	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/drivers/linux"
 	"github.com/fieldcon/fieldcon/engine"
-	"github.com/fieldcon/fieldcon/engine/site"
 	"github.com/fieldcon/fieldcon/engine/tunnel"
 )
 
@@ -25,15 +24,24 @@ import (
 // entries of tunnel traffic joined with the tunnel index table that the
 // running server publishes next to its store (DESIGN.md §5).
 func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var f siteFlags
-	fs := newFlags("nat -p PROFILE --node N [--lab] [--json]", stderr)
-	f.register(fs)
-	asJSON := fs.Bool("json", false, "print one JSON row per line")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	var (
+		f      siteFlags
+		asJSON bool
+	)
+	fs := newFlags("nat", stdout, stderr)
+	f.register(fs, siteTexts{
+		profile:  "the profile the tunnel server runs: a file path or an embedded profile's name",
+		node:     "the tunnel_server node whose NAT table to show (required)",
+		nodeMeta: "SERVER",
+		lab:      "read the table in the server's namespace of the profile's lab (the lab must be up; without --lab: this machine's)",
+		state:    "the state directory the running server was run with, where it publishes its tunnel index (default: the one of the fieldcon that runs SERVER)",
+	})
+	fs.boolVar(&asJSON, "json", "print one JSON row per line")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fieldcon nat: unexpected argument %q\n", fs.Arg(0))
+	if fs.nArg() > 0 {
+		fs.usageError(fmt.Sprintf("unexpected argument %q", fs.arg(0)))
 		return exitUsage
 	}
 	p, err := f.loadProfile()
@@ -79,11 +87,14 @@ func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fieldcon nat:", err)
 		return exitFailure
 	}
-	stateDir := f.stateDir
-	if stateDir == "" {
-		stateDir = site.DefaultStateDir(p, labName)
+	var index tunnel.IndexFile
+	s, err := f.findServerStore("nat", p, n.Name)
+	if err == nil {
+		if s.note != "" {
+			fmt.Fprintln(stderr, "fieldcon nat: "+s.note)
+		}
+		index, err = tunnel.ReadIndex(tunnel.IndexPath(filepath.Join(s.dir, n.Name+".db")))
 	}
-	index, err := tunnel.ReadIndex(tunnel.IndexPath(filepath.Join(stateDir, n.Name+".db")))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(stderr, "fieldcon nat:", err)
 	}
@@ -91,7 +102,7 @@ func cmdNAT(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fieldcon nat: no running tunnel server publishes its index for node %s; tunnel index shows as 0\n", n.Name)
 	}
 	rows := tunnel.SortedMappings(tunnel.JoinNAT(tunnel.ClientFlows(flows, pool), index.IndexOf()))
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, r := range rows {
 			enc.Encode(r)

@@ -14,21 +14,36 @@ import (
 	"github.com/fieldcon/fieldcon/engine"
 )
 
+// runTexts are the site flags of the commands that run a profile's roles.
+func runTexts() siteTexts {
+	return siteTexts{
+		profile:  "the profile to run: a file path or an embedded profile's name",
+		node:     "run only this node (repeatable; default: every node, which takes --lab when there are several)",
+		nodeMeta: "NODE",
+		lab:      "run the nodes in the profile's lab namespaces; the lab is built if it is not up, and then removed when the run ends",
+		state:    "directory of the nodes' stores (default: /var/lib/fieldcon/PROFILE, with --lab /var/lib/fieldcon/labs/LAB, emptied when the run builds the lab)",
+	}
+}
+
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f siteFlags
-	fs := newFlags("run -p PROFILE [--node N] [--lab] [--json] [--for D]", stderr)
-	f.register(fs)
-	asJSON := fs.Bool("json", false, "print one JSON event per line")
-	dur := fs.Duration("for", 0, "stop after this long (default: until interrupted)")
-	if err := fs.Parse(args); err != nil {
+	var (
+		asJSON bool
+		dur    time.Duration
+	)
+	fs := newFlags("run", stdout, stderr)
+	f.register(fs, runTexts())
+	fs.boolVar(&asJSON, "json", "print one JSON event per line")
+	fs.durationVar(&dur, "for", "D", "stop after this long, e.g. 30s (default: until interrupted)")
+	if code, ok := fs.parse(args); !ok {
+		return code
+	}
+	if fs.nArg() > 0 {
+		fs.usageError(fmt.Sprintf("unexpected argument %q", fs.arg(0)))
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fieldcon run: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	if *dur < 0 {
-		fmt.Fprintf(stderr, "fieldcon run: --for %s is negative; give how long to run, e.g. --for 30s, or leave it out to run until interrupted\n", *dur)
+	if dur < 0 {
+		fmt.Fprintf(stderr, "fieldcon run: --for %s is negative; give how long to run, e.g. --for 30s, or leave it out to run until interrupted\n", dur)
 		return exitUsage
 	}
 	ctx, stdout, cancel := guardPipe(ctx, stdout)
@@ -40,9 +55,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		failed = printEvents(sub.C, stdout, *asJSON)
+		failed = printEvents(sub.C, stdout, asJSON)
 	}()
-	code := runSite(ctx, &f, bus, *dur, stderr)
+	code := runSite(ctx, &f, bus, dur, stderr)
 	bus.Close()
 	wg.Wait()
 	if code == exitOK && failed {
@@ -62,6 +77,9 @@ func runSite(ctx context.Context, f *siteFlags, bus *engine.Bus, dur time.Durati
 			return exitUsage
 		}
 		return exitFailure
+	}
+	if n := s.note(); n != "" {
+		fmt.Fprintln(stderr, "fieldcon: "+n)
 	}
 	if dur > 0 {
 		var cancel context.CancelFunc

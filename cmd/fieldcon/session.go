@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fieldcon/fieldcon/drivers/lab"
 	"github.com/fieldcon/fieldcon/drivers/linux"
@@ -25,13 +26,40 @@ type siteFlags struct {
 	stateDir string
 }
 
-func (f *siteFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.profile, "p", "", "profile: a file path or an embedded profile's name")
-	fs.Var(&f.nodes, "node", "run only this node (repeatable; default all)")
-	fs.BoolVar(&f.useLab, "lab", false, "run the nodes in the profile's lab namespaces (built if not up)")
-	fs.StringVar(&f.labName, "lab-name", "", "lab name (namespaces fc-NAME-NODE); default the profile's name")
-	fs.StringVar(&f.stateDir, "state", "", "directory of the nodes' stores (default /var/lib/fieldcon/…)")
+// siteTexts are what the site flags mean to one command; a flag with no
+// text is not one of the command's.
+type siteTexts struct {
+	profile  string
+	node     string // --node's text
+	nodeMeta string // its value's placeholder: NODE, SERVER
+	lab      string
+	labName  string
+	state    string
 }
+
+// register adds the site flags the command takes, with its texts.
+func (f *siteFlags) register(c *cmdFlags, t siteTexts) {
+	if t.profile != "" {
+		c.stringVar(&f.profile, "p", "PROFILE", t.profile)
+	}
+	if t.node != "" {
+		c.listVar(&f.nodes, "node", t.nodeMeta, t.node)
+	}
+	if t.lab != "" {
+		c.boolVar(&f.useLab, "lab", t.lab)
+	}
+	if t.labName == "" {
+		t.labName = "the lab's name, whose namespaces are fc-NAME-NODE (default: the profile's name)"
+	}
+	c.stringVar(&f.labName, "lab-name", "NAME", t.labName)
+	if t.state != "" {
+		c.stringVar(&f.stateDir, "state", "DIR", t.state)
+	}
+}
+
+// runningState is --state's text for the commands that read a running
+// server's store.
+const runningState = "the state directory the server was run with (default: the one of the fieldcon that runs the node — fieldcon run, the console or trace --run — else the node's default store)"
 
 type stringList []string
 
@@ -48,6 +76,19 @@ type session struct {
 	builtLab bool   // we built the lab and remove it on close
 	unlock   func() // releases lab.Lock
 	site     *site.Site
+	// unrecord removes the run's record (recordRun); recordErr says why
+	// there is none, for the caller to tell the user.
+	unrecord  func()
+	recordErr error
+	stateDir  string // absolute
+}
+
+// note is what the user should know about the session once it runs.
+func (s *session) note() string {
+	if s.recordErr == nil {
+		return ""
+	}
+	return fmt.Sprintf("note: %v; fieldcon leases, forcerenew and nat will need this run's --state %s", s.recordErr, s.stateDir)
 }
 
 // loadProfile loads -p, naming the problem and the fix when it is missing.
@@ -144,7 +185,22 @@ func (f *siteFlags) open(ctx context.Context, bus *engine.Bus) (*session, error)
 		}
 		return nil, err
 	}
+	s.record(opt.StateDir, f.nodes)
 	return s, nil
+}
+
+// record leaves the record by which leases, forcerenew and nat find this
+// run's stores (runrecord.go).
+func (s *session) record(stateDir string, nodes []string) {
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
+	s.stateDir = stateDir
+	if len(nodes) == 0 {
+		nodes = s.profile.NodeNames()
+	}
+	s.unrecord, s.recordErr = recordRun(runDir(), runRecord{PID: os.Getpid(), Profile: profileID(s.profile), ProfileName: s.profile.Name,
+		Lab: s.labName, Nodes: nodes, State: stateDir, Started: time.Now()})
 }
 
 // labFits checks that a lab that is already up was built for this profile:
@@ -231,6 +287,10 @@ func resetLabState(p *profiles.Profile, labName string) error {
 
 // close releases the site and removes the lab if this session built it.
 func (s *session) close() error {
+	if s.unrecord != nil {
+		s.unrecord()
+		s.unrecord = nil
+	}
 	if s.site != nil {
 		s.site.Close()
 	}

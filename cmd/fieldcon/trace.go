@@ -19,8 +19,6 @@ import (
 	"github.com/fieldcon/fieldcon/profiles"
 )
 
-const traceUsage = "trace -p PROFILE [--lab] [--node N] [-i IFACE] [-f FILTER] [-w FILE.pcapng] [--for D] [--run]"
-
 // traceFlags are fieldcon trace's own flags.
 type traceFlags struct {
 	site   siteFlags
@@ -35,20 +33,26 @@ type traceFlags struct {
 
 func cmdTrace(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var tf traceFlags
-	fs := newFlags(traceUsage, stderr)
-	tf.site.register(fs)
-	fs.Var(&tf.ifaces, "i", "capture only this interface (repeatable; default every interface but lo)")
-	fs.StringVar(&tf.filter, "f", "", "show only packets matching this filter, e.g. 'rhcp and node=router', 'udp.port==67', 'not arp'")
-	fs.StringVar(&tf.write, "w", "", "at the end, write the captured packets that match the filter to this pcapng file")
-	fs.DurationVar(&tf.dur, "for", 0, "stop after this long (default: until interrupted)")
-	fs.BoolVar(&tf.run, "run", false, "also run the profile's roles and print their events among the packets")
-	fs.BoolVar(&tf.json, "json", false, "print one JSON object per packet or event")
-	fs.IntVar(&tf.ring, "ring", 0, "packet summaries kept in memory (default 1048576)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	fs := newFlags("trace", stdout, stderr)
+	tf.site.register(fs, siteTexts{
+		profile:  "the profile whose nodes to capture: a file path or an embedded profile's name",
+		node:     "capture only this node's interfaces (repeatable; default: every node); with --run, the roles of the other nodes do not run either",
+		nodeMeta: "NODE",
+		lab:      "capture in the profile's lab namespaces (the lab must be up, unless --run builds it); without --lab, this machine's interfaces",
+		state:    "with --run: directory of the nodes' stores (default: as for fieldcon run)",
+	})
+	fs.listVar(&tf.ifaces, "i", "IFACE", "capture only this interface (repeatable; default: every interface but lo)")
+	fs.stringVar(&tf.filter, "f", "FILTER", "show only packets matching this filter, e.g. 'rhcp and node=router', 'udp.port==67', 'not arp' (docs/trace.md)")
+	fs.stringVar(&tf.write, "w", "FILE.pcapng", "at the end, write the captured packets that match the filter to this pcapng file")
+	fs.durationVar(&tf.dur, "for", "D", "stop after this long, e.g. 30s (default: until interrupted)")
+	fs.boolVar(&tf.run, "run", "also run the profile's roles, as fieldcon run does, and print their events among the packets")
+	fs.boolVar(&tf.json, "json", "print one JSON object per packet or event")
+	fs.intVar(&tf.ring, "ring", "N", "packet summaries kept in memory (default: 1048576)")
+	if code, ok := fs.parse(args); !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fieldcon trace: unexpected argument %q\n", fs.Arg(0))
+	if fs.nArg() > 0 {
+		fs.usageError(fmt.Sprintf("unexpected argument %q", fs.arg(0)))
 		return exitUsage
 	}
 	if tf.dur < 0 || tf.ring < 0 {
@@ -108,6 +112,9 @@ func runTrace(ctx context.Context, tf *traceFlags, flt *trace.Filter, stdout, st
 		bus = engine.NewBus(10000)
 		if sess, err = tf.site.open(ctx, bus); err != nil {
 			return err
+		}
+		if n := sess.note(); n != "" {
+			fmt.Fprintln(stderr, "fieldcon trace: "+n)
 		}
 		p = sess.profile
 		for _, n := range p.Nodes {

@@ -12,6 +12,14 @@ import (
 var version = "dev"
 
 func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", stdout, stderr)
+	if code, ok := fs.parse(args); !ok {
+		return code
+	}
+	if fs.nArg() > 0 {
+		fs.usageError(fmt.Sprintf("unexpected argument %q", fs.arg(0)))
+		return exitUsage
+	}
 	rev := ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
