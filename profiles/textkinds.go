@@ -61,15 +61,8 @@ func fieldType(t reflect.Type, key string) reflect.Type {
 	if t = deref(t); !isTable(t) {
 		return nil
 	}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		if name == "-" || !f.IsExported() {
-			continue
-		}
-		if name == key || (name == "" && strings.EqualFold(f.Name, key)) {
-			return deref(f.Type)
-		}
+	if ft, ok := fieldsOf(t)[key]; ok {
+		return deref(ft)
 	}
 	return nil
 }
