@@ -251,7 +251,7 @@ func tcpdumpTimes(b *testing.B, netns, iface, filter string) func() []capLine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	stderr := &rhcpLockedBuilder{}
+	stderr := &labtest.LockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -283,25 +283,6 @@ func tcpdumpTimes(b *testing.B, netns, iface, filter string) func() []capLine {
 		_ = cmd.Wait()
 		return lines
 	}
-}
-
-// rhcpLockedBuilder is a strings.Builder a child process writes to while the
-// test reads it.
-type rhcpLockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *rhcpLockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *rhcpLockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // hostOf strips the port from tcpdump's a.b.c.d.port.

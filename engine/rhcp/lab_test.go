@@ -195,7 +195,7 @@ func capture(t *testing.T, netns, iface, filter string) func() []time.Time {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuilder{}
+	stderr := &labtest.LockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("tcpdump: %v", err)
@@ -235,25 +235,6 @@ func capture(t *testing.T, netns, iface, filter string) func() []time.Time {
 	}
 	t.Cleanup(func() { stop() })
 	return stop
-}
-
-// lockedBuilder is a strings.Builder a child process writes to while the
-// test reads it.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func storedAllocation(t *testing.T, path, id string) rhcp.Allocation {

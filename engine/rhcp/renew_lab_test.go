@@ -331,7 +331,7 @@ func startDnsmasq(t *testing.T, dnsmasq, netns string, dc dnsmasqConfig) (string
 		fmt.Sprintf("--dhcp-option=option:T1,%d", int(dc.t1/time.Second)),
 		fmt.Sprintf("--dhcp-option=option:T2,%d", int(dc.t1*2*7/8/time.Second)),
 		"--dhcp-leasefile="+leases, "--pid-file="+filepath.Join(dir, "pid"))
-	out := &lockedBuilder{}
+	out := &labtest.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -381,7 +381,7 @@ func startKea(t *testing.T, kea, netns string, kc keaConfig) (string, func()) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", netns, kea, "-c", conf)
 	cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+dir, "KEA_LOCKFILE_DIR="+dir)
-	out := &lockedBuilder{}
+	out := &labtest.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

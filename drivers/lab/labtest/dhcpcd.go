@@ -22,7 +22,7 @@ type Dhcpcd struct {
 	netns string
 	iface string
 	cmd   *exec.Cmd
-	out   *lockedBuffer
+	out   *LockedBuffer
 	// Events is the file its hook script appends "$reason $new_ip_address"
 	// to, one line per event.
 	Events string
@@ -47,7 +47,7 @@ func StartDhcpcd(t testing.TB, netns, iface string, conf ...string) *Dhcpcd {
 			t.Fatal(err)
 		}
 	}
-	d := &Dhcpcd{t: t, netns: netns, iface: iface, out: &lockedBuffer{}, Events: filepath.Join(dir, "events")}
+	d := &Dhcpcd{t: t, netns: netns, iface: iface, out: &LockedBuffer{}, Events: filepath.Join(dir, "events")}
 	hook := filepath.Join(dir, "hook")
 	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho \"$reason $new_ip_address\" >> "+d.Events+"\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -153,18 +153,19 @@ func Addresses(t testing.TB, netns, iface string) []netip.Prefix {
 	return ps
 }
 
-type lockedBuffer struct {
+// LockedBuffer collects a child process's output while the test reads it.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *lockedBuffer) Write(p []byte) (int, error) {
+func (s *LockedBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *lockedBuffer) String() string {
+func (s *LockedBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
