@@ -808,10 +808,13 @@ func TestLabServerKill9(t *testing.T) {
 	bus := engine.NewBus(10000)
 	ev := collect(bus)
 	runSite(t, p, l, bus, t.TempDir(), "router", "device")
-	state := t.TempDir()
+	state, runs := t.TempDir(), t.TempDir()
 
 	server := func() (*exec.Cmd, *events) {
 		cmd := exec.Command(bin, "run", "-p", path, "--lab", "--lab-name", l.Name, "--node", "server", "--state", state, "--json")
+		// The killed server's run record stays in a directory of the
+		// test's, not in the host's /run/fieldcon/runs.
+		cmd.Env = append(os.Environ(), "FIELDCON_RUN_DIR="+runs)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
